@@ -1,0 +1,99 @@
+"""The command line: ``python -m bot [serve | migrate | run-now | pause | resume | status | history]``.
+
+``serve`` (the default) runs the service; ``migrate`` applies migrations and exits (Heroku's
+release phase); the verbs act on the database directly, for ``heroku run`` and cron-less ops.
+
+Exit status: 0 done; 1 the job failed or the database is unreachable; 2 bad usage or a bad
+environment variable; 3 the job is already running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot.config import Settings
+from bot.errors import AlreadyRunning, BadInput, ConfigError, DatabaseUnavailable, FoojobError
+from jobs import DEFAULT_JOB
+
+EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 1, 2, 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot", description="foojob: a cron job run from Slack.")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the service (the default)")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    for name, text in (("run-now", "run the job now and print its result"),
+                       ("pause", "pause the schedule: pause [DURATION] [REASON…]"),
+                       ("resume", "resume the schedule"),
+                       ("status", "show whether the schedule is paused, the next and the last run"),
+                       ("history", "show the last runs")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--job", default=DEFAULT_JOB, help=f"the job (default {DEFAULT_JOB})")
+        cmd.add_argument("--json", action="store_true", help="print JSON as the HTTP API does")
+        if name == "pause":
+            cmd.add_argument("words", nargs="*", metavar="DURATION/REASON",
+                             help="optional duration (30m, 2h, 1d, 1h30m), then an optional reason")
+        if name == "history":
+            cmd.add_argument("-n", "--limit", type=int, default=10, help="how many runs (default 10)")
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    # APScheduler logs every job start and end at INFO; our runner says what matters.
+    # pgserver narrates every pg_ctl call at INFO.
+    for chatty in ("apscheduler", "pgserver"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command or "serve"
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        sys.stderr.write(f"foojob: configuration error: {exc}\n")
+        return EXIT_USAGE
+    _configure_logging(settings.log_level if command == "serve" else
+                       max(settings.log_level, "WARNING", key=logging.getLevelName))
+    try:
+        return asyncio.run(_run(command, args, settings))
+    except KeyboardInterrupt:
+        return 130
+    except FoojobError as exc:
+        sys.stderr.write(f"foojob: {exc}\n")
+        return EXIT_FAILED
+
+
+async def _run(command: str, args: argparse.Namespace, settings: Settings) -> int:
+    from bot import app  # the service's parts load only once the settings are known to be good
+
+    if command == "serve":
+        return await app.serve(settings)
+    async with app.open_core(settings, service=False) as core:
+        if command == "migrate":
+            sys.stdout.write("migrations applied\n")
+            return 0
+        from bot import cli
+
+        try:
+            return await cli.run(command, args, core.control, settings.timezone)
+        except AlreadyRunning as exc:
+            sys.stderr.write(f"foojob: {exc}\n")
+            return EXIT_BUSY
+        except BadInput as exc:
+            sys.stderr.write(f"foojob: {exc}\n")
+            return EXIT_USAGE
+        except DatabaseUnavailable as exc:
+            sys.stderr.write(f"foojob: {exc}\n")
+            return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

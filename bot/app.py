@@ -1,0 +1,161 @@
+"""Wiring: builds the parts from the settings and owns start-up and shutdown order.
+
+Start-up: HTTP binds first (platforms such as Heroku want ``$PORT`` bound at once; until the
+database is ready the API answers 503), then the database (embedded or external), migrations,
+the notifier, the core, and last the scheduler. Shutdown (SIGTERM or SIGINT) is the reverse:
+stop firing and stop accepting requests, let the run in progress finish (up to 25 s), deliver what
+the notifier holds, close the pool, stop the embedded server. Exit status 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+from aiohttp import web
+
+from bot import __version__
+from bot.config import Settings
+from bot.control import Control
+from bot.db import EmbeddedPostgres, Queries, create_pool, migrate, wait_for_database
+from bot.http import Backend, build_app
+from bot.metrics import Metrics
+from bot.notify import Message, Notifier, StdoutNotifier, WebhookNotifier
+from bot.runner import Runner
+from bot.scheduler import Scheduler
+from jobs import JOBS
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 25.0
+NOTIFY_DRAIN_S = 5.0
+
+
+class SilentNotifier:
+    """For CLI commands without a webhook: the command prints its own answer."""
+
+    def publish(self, message: Message) -> None:
+        return None
+
+    async def aclose(self, within_s: float) -> None:
+        return None
+
+
+@dataclass
+class Core:
+    pool: asyncpg.Pool
+    queries: Queries
+    notifier: Notifier
+    runner: Runner
+    control: Control
+    metrics: Metrics
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[str]:
+    """Yield a DSN: ``DATABASE_URL``, or an embedded server under ``FOOJOB_DATA_DIR``."""
+    if settings.database_url is not None:
+        yield settings.database_url.reveal()
+        return
+    embedded = EmbeddedPostgres(settings.data_dir)
+    log.info("DATABASE_URL is unset: starting the embedded PostgreSQL in %s", embedded.data_dir)
+    dsn = await embedded.start()
+    try:
+        yield dsn
+    finally:
+        await embedded.stop()
+
+
+@asynccontextmanager
+async def open_core(settings: Settings, *, service: bool, metrics: Metrics | None = None) -> AsyncIterator[Core]:
+    """The database (migrated), the notifier and the control core, closed in reverse order."""
+    async with AsyncExitStack() as stack:
+        dsn = await stack.enter_async_context(open_database(settings))
+        await wait_for_database(dsn)
+        queries = Queries()
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn, queries)
+        finally:
+            await conn.close()
+        pool = await create_pool(dsn)
+        stack.push_async_callback(pool.close)
+
+        notifier: Notifier
+        if settings.slack_webhook_url is not None:
+            webhook = WebhookNotifier(settings.slack_webhook_url)
+            webhook.start()
+            notifier = webhook
+        elif service:
+            notifier = StdoutNotifier()
+            log.info("SLACK_WEBHOOK_URL is unset: run results go to stdout")
+        else:
+            notifier = SilentNotifier()
+        stack.push_async_callback(notifier.aclose, NOTIFY_DRAIN_S)
+
+        metrics = metrics or Metrics(__version__)
+        schedules = {name: s.cron for name, s in settings.schedules.items()}
+        runner = Runner(pool, queries, JOBS, notifier, settings.timezone, metrics)
+        control = Control(pool, queries, runner, schedules, settings.timezone, notifier)
+        yield Core(pool, queries, notifier, runner, control, metrics)
+
+
+async def serve(settings: Settings) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    metrics = Metrics(__version__)
+    backend = Backend()
+    app = build_app(backend, token=settings.control_api_token, tz=settings.timezone, metrics_=metrics)
+    http = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_S, access_log=None)
+    await http.setup()
+    http_open = True
+    try:
+        await web.TCPSite(http, settings.host, settings.port).start()
+        port = http.addresses[0][1] if http.addresses else settings.port
+        log.info("HTTP API listening on http://%s:%d", settings.host, port)
+
+        async with AsyncExitStack() as stack:
+            starting = asyncio.ensure_future(
+                stack.enter_async_context(open_core(settings, service=True, metrics=metrics)))
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                log.info("stopped during start-up")
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
+                return 0
+            core = starting.result()
+
+            scheduler = Scheduler(
+                {name: s.cron for name, s in settings.schedules.items()}, settings.timezone,
+                on_fire=lambda job, at: core.runner.run(job, trigger="schedule", scheduled_for=at),
+                on_pause_expired=core.control.expire_pause,
+            )
+            for job in core.control.jobs:
+                scheduler.watch_state(await core.control.state(job))
+            core.control.on_state_change(scheduler.watch_state)
+            scheduler.start()
+            backend.control = core.control
+            for name, s in settings.schedules.items():
+                log.info("scheduled %s: %s, %s (%s)", name, s.cron.text, s.cron.describe(),
+                         settings.timezone.key)
+
+            await stopping
+            log.info("shutting down: finishing the run in progress, if any")
+            # Stop firing and stop taking requests together; what is running finishes. Then the
+            # stack closes the notifier (delivering what it holds), the pool, the database.
+            await asyncio.gather(scheduler.stop(SHUTDOWN_GRACE_S), http.cleanup())
+            http_open = False
+    finally:
+        if http_open:
+            await http.cleanup()
+    log.info("stopped")
+    return 0

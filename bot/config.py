@@ -1,0 +1,194 @@
+"""Settings from the environment: read once, validated once, passed in.
+
+This is the only module that reads ``os.environ``. A bad value raises :class:`ConfigError`, which
+names the variable and never repeats a secret's value; ``python -m bot`` turns it into one line on
+stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.cron import CronSchedule
+from bot.errors import ConfigError, CronError
+from jobs import JOBS
+
+
+class Secret:
+    """A string that never shows itself in ``repr``, ``str``, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class JobSchedule:
+    job: str
+    variable: str
+    cron: CronSchedule
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: Secret | None
+    data_dir: Path
+    schedules: Mapping[str, JobSchedule]
+    timezone: ZoneInfo
+    slack_bot_token: Secret | None
+    slack_app_token: Secret | None
+    slack_webhook_url: Secret | None
+    slack_api_url: str
+    slack_allowed_users: frozenset[str]
+    host: str
+    port: int
+    control_api_token: Secret | None
+    log_level: str
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack_bot_token is not None and self.slack_app_token is not None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build and validate the settings; raise :class:`ConfigError` on the first bad variable."""
+        source = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = source.get(name, "").strip()
+            return value or None  # an empty variable means unset, as platforms often leave them
+
+        bot_token = _token(get("SLACK_BOT_TOKEN"), "SLACK_BOT_TOKEN", "xoxb-")
+        app_token = _token(get("SLACK_APP_TOKEN"), "SLACK_APP_TOKEN", "xapp-")
+        if (bot_token is None) != (app_token is None):
+            missing = "SLACK_APP_TOKEN" if app_token is None else "SLACK_BOT_TOKEN"
+            other = "SLACK_BOT_TOKEN" if app_token is None else "SLACK_APP_TOKEN"
+            raise ConfigError(missing, f"must be set too when {other} is set (Socket Mode needs both)")
+
+        return cls(
+            database_url=_database_url(get("DATABASE_URL")),
+            data_dir=Path(get("FOOJOB_DATA_DIR") or "./.data"),
+            schedules={
+                job.name: JobSchedule(job.name, job.cron_variable,
+                                      _cron(get(job.cron_variable) or job.default_cron, job.cron_variable))
+                for job in JOBS.values()
+            },
+            timezone=_zone(get("FOOJOB_TIMEZONE") or "UTC"),
+            slack_bot_token=bot_token,
+            slack_app_token=app_token,
+            slack_webhook_url=_webhook(get("SLACK_WEBHOOK_URL")),
+            slack_api_url=_api_url(get("SLACK_API_URL") or "https://slack.com/api/"),
+            slack_allowed_users=_users(get("SLACK_ALLOWED_USERS")),
+            host=get("HOST") or "0.0.0.0",
+            port=_port(get("PORT") or "8080"),
+            control_api_token=_control_token(get("CONTROL_API_TOKEN")),
+            log_level=_log_level(get("LOG_LEVEL") or "INFO"),
+        )
+
+
+def _database_url(value: str | None) -> Secret | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise ConfigError("DATABASE_URL", "must be a postgres:// or postgresql:// URL")
+    if not (parts.netloc or "host=" in parts.query):
+        raise ConfigError("DATABASE_URL", "has no host (postgresql://user@host:5432/dbname)")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ConfigError("DATABASE_URL", "has a port that is not a number") from None
+    return Secret(value)
+
+
+def _cron(value: str, variable: str) -> CronSchedule:
+    try:
+        return CronSchedule.parse(value)
+    except CronError as exc:
+        raise ConfigError(variable, f"not a crontab expression: {exc}") from None
+
+
+def _zone(value: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("FOOJOB_TIMEZONE", f"unknown IANA time zone {value!r} (e.g. UTC, Asia/Tokyo)") from None
+
+
+def _token(value: str | None, variable: str, prefix: str) -> Secret | None:
+    if value is None:
+        return None
+    if not value.startswith(prefix) or len(value) <= len(prefix):
+        raise ConfigError(variable, f"must be a token starting with {prefix}")
+    return Secret(value)
+
+
+def _webhook(value: str | None) -> Secret | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("SLACK_WEBHOOK_URL", "must be an http(s) URL such as https://hooks.slack.com/services/…")
+    return Secret(value)
+
+
+def _api_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("SLACK_API_URL", f"must be an http:// or https:// URL, got {value!r}")
+    return value if value.endswith("/") else value + "/"
+
+
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+def _users(value: str | None) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    users = [u.strip() for u in value.split(",") if u.strip()]
+    for user in users:
+        if not _USER_ID.match(user):
+            raise ConfigError("SLACK_ALLOWED_USERS", f"{user!r} is not a Slack user ID (like U012ABCDEF)")
+    return frozenset(users)
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or not 0 <= int(value) <= 65535:
+        raise ConfigError("PORT", f"must be a number from 0 to 65535, got {value!r}")
+    return int(value)
+
+
+def _control_token(value: str | None) -> Secret | None:
+    if value is None:
+        return None
+    if len(value) < 16 or any(c.isspace() for c in value):
+        raise ConfigError("CONTROL_API_TOKEN", "must be at least 16 characters with no spaces")
+    return Secret(value)
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError("LOG_LEVEL", f"must be DEBUG, INFO, WARNING or ERROR, got {value!r}")
+    return level

@@ -1,0 +1,164 @@
+"""PostgreSQL: named queries, the pool, migrations, and the embedded server.
+
+SQL lives in ``sql/*.sql`` as ``-- name: x`` blocks (the sqlc convention the original service
+used) and ``sql/migrations/NNN_*.sql``; Python holds no SQL text but this loader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bot.errors import FoojobError
+
+log = logging.getLogger(__name__)
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+_NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+
+
+class Queries(Mapping[str, str]):
+    """Every ``-- name:`` block of ``sql/*.sql``, by name. A missing name is a KeyError at once."""
+
+    def __init__(self, directory: Path = SQL_DIR) -> None:
+        self._queries: dict[str, str] = {}
+        for path in sorted(directory.glob("*.sql")):
+            text = path.read_text()
+            names = list(_NAME.finditer(text))
+            for match, following in zip(names, [*names[1:], None], strict=True):
+                body = text[match.end(): following.start() if following else len(text)].strip()
+                if match.group(1) in self._queries:
+                    raise FoojobError(f"query {match.group(1)!r} is defined twice (in {path.name})")
+                self._queries[match.group(1)] = body
+
+    def __getitem__(self, name: str) -> str:
+        return self._queries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._queries)
+
+    def __len__(self) -> int:
+        return len(self._queries)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def migrations(directory: Path = SQL_DIR / "migrations") -> list[Migration]:
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        number, _, name = path.stem.partition("_")
+        found.append(Migration(int(number), name, path.read_text()))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise FoojobError(f"two migrations share a number in {directory}")
+    return found
+
+
+async def migrate(conn: asyncpg.Connection, queries: Queries) -> list[int]:
+    """Apply the migrations not yet applied, each in its own transaction, under an advisory lock
+    so that replicas starting together take turns. Returns the versions applied now."""
+    applied_now: list[int] = []
+    await conn.execute(queries["migrations_lock"])
+    try:
+        await conn.execute(queries["migrations_table"])
+        done = {row["version"] for row in await conn.fetch(queries["migrations_applied"])}
+        for migration in migrations():
+            if migration.version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(queries["migrations_record"], migration.version, migration.name)
+            log.info("applied migration %03d_%s", migration.version, migration.name)
+            applied_now.append(migration.version)
+    finally:
+        await conn.execute(queries["migrations_unlock"])
+    return applied_now
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for kind in ("json", "jsonb"):
+        await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(dsn, server_settings={"application_name": "foojob"})
+    await _init_connection(conn)
+    return conn
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        server_settings={"application_name": "foojob"},
+        # A dead server must fail a request quickly rather than hang it.
+        timeout=5,
+        command_timeout=60,
+    )
+
+
+async def wait_for_database(dsn: str, *, deadline_s: float = 30.0) -> None:
+    """Retry until the server answers (a platform may start the app before its database)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    delay = 0.2
+    while True:
+        try:
+            conn = await asyncpg.connect(dsn, timeout=5)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            if loop.time() + delay > end:
+                raise FoojobError(f"database unreachable: {type(exc).__name__}") from None
+            log.warning("database not reachable yet (%s); retrying", type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        else:
+            await conn.close()
+            return
+
+
+class EmbeddedPostgres:
+    """A private PostgreSQL (pgserver) under ``data_dir``, on a Unix socket only.
+
+    pgserver's calls block (they run pg_ctl), so they run in a thread. As root, pgserver runs the
+    server as a ``pgserver`` system user it creates. The server is stopped when the last process
+    using it lets go, so a CLI command against a running service leaves it up.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        self._server: Any = None
+
+    async def start(self) -> str:
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._server = await asyncio.to_thread(self._start)
+        uri: str = self._server.get_uri()
+        return uri
+
+    def _start(self) -> Any:
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset; pgserver only keeps a lock file there.
+            warnings.simplefilter("ignore")
+            from pgserver import get_server  # type: ignore[attr-defined]
+
+            return get_server(self.data_dir, cleanup_mode="stop")
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await asyncio.to_thread(self._server.cleanup)
+            self._server = None

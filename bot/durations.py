@@ -1,0 +1,42 @@
+"""Durations as operators type them: ``30m``, ``2h``, ``1d``, ``1h30m``."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from bot.errors import BadInput
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+MAX_PAUSE = timedelta(days=366)
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``1d2h30m15s`` (any of the parts, in that order); raise BadInput otherwise."""
+    match = _DURATION.match(text.strip().lower())
+    if not text.strip() or not match:
+        raise BadInput(f"{text!r} is not a duration (try 30m, 2h, 1d or 1h30m)")
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    value = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if value <= timedelta(0):
+        raise BadInput("a pause must last longer than zero")
+    if value > MAX_PAUSE:
+        raise BadInput("a timed pause can last at most 366 days (leave the duration out to pause until resumed)")
+    return value
+
+
+def looks_like_duration(text: str) -> bool:
+    """Whether a word was meant as a duration (digits and unit letters), even a malformed one."""
+    return bool(re.fullmatch(r"\d[\dA-Za-z]*", text.strip()))
+
+
+def parse_pause_words(words: list[str]) -> tuple[timedelta | None, str | None]:
+    """``pause [duration] [reason…]`` as typed in Slack or the CLI: a first word that looks like a
+    duration must be one (``2x`` is an error, not a reason); the rest is the reason."""
+    if words and looks_like_duration(words[0]):
+        duration: timedelta | None = parse_duration(words[0])
+        words = words[1:]
+    else:
+        duration = None
+    reason = " ".join(words).strip() or None
+    return duration, reason

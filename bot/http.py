@@ -1,0 +1,252 @@
+"""The HTTP API, compatible with the original Go service (``/runNow``, ``/pause``, ``/resume``,
+``/isRunning``) plus ``/status``, ``/runs``, ``/healthz`` and ``/metrics``.
+
+A thin adapter over :class:`bot.control.Control`: it parses requests, checks the caller, and turns
+results and the package's errors into JSON (camelCase keys, ``{"error": …}`` on failure; never a
+stack trace).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from bot.config import Secret
+from bot.control import Control
+from bot.durations import parse_duration
+from bot.errors import AlreadyRunning, BadInput, DatabaseUnavailable, UnknownJob
+from bot.metrics import Metrics
+from bot.model import RunRecord, Status
+from bot.timefmt import rfc3339
+from jobs import DEFAULT_JOB
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SlackHealth = Callable[[], Awaitable[str]]  # "connected" | "disconnected" | "off" | "down"
+
+class Backend:
+    """What the API serves from; ``control`` is None until the database is ready."""
+
+    control: Control | None = None
+
+
+BACKEND: web.AppKey[Backend] = web.AppKey("backend", Backend)
+TOKEN: web.AppKey[Secret | None] = web.AppKey("token", object)  # type: ignore[arg-type]
+TZ: web.AppKey[ZoneInfo] = web.AppKey("tz", ZoneInfo)
+SLACK_HEALTH: web.AppKey[SlackHealth] = web.AppKey("slack_health", object)  # type: ignore[arg-type]
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+
+
+def error(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers or None)
+
+
+def run_json(run: RunRecord, tz: ZoneInfo) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "job": run.job,
+        "trigger": run.trigger,
+        "scheduledFor": rfc3339(run.scheduled_for, tz),
+        "startedAt": rfc3339(run.started_at, tz),
+        "finishedAt": rfc3339(run.finished_at, tz),
+        "status": run.status,
+        "result": run.result,
+        "error": run.error,
+        "triggeredBy": run.triggered_by,
+    }
+
+
+def status_json(status: Status, tz: ZoneInfo) -> dict[str, Any]:
+    state = status.state
+    return {
+        "job": status.job,
+        "paused": state.paused,
+        "pausedBy": state.paused_by,
+        "pausedAt": rfc3339(state.paused_at, tz),
+        "pauseReason": state.pause_reason,
+        "resumeAt": rfc3339(state.resume_at, tz),
+        "schedule": status.schedule,
+        "scheduleDescription": status.schedule_text,
+        "timezone": status.timezone,
+        "nextRunAt": rfc3339(status.next_run_at, tz),
+        "running": status.running,
+        "lastRun": run_json(status.last_run, tz) if status.last_run else None,
+    }
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error(exc.status, exc.reason)
+    except UnknownJob as exc:
+        return error(404, str(exc))
+    except BadInput as exc:
+        return error(400, str(exc))
+    except AlreadyRunning as exc:
+        return error(409, str(exc))
+    except DatabaseUnavailable as exc:
+        return error(503, str(exc))
+    except Exception:
+        log.exception("unexpected error serving %s %s", request.method, request.path)
+        return error(500, "internal error (see the service's log)")
+
+
+def _authorised(request: web.Request) -> bool:
+    token = request.app[TOKEN]
+    if token is not None:
+        given = request.headers.get("Authorization", "")
+        scheme, _, value = given.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(),
+                                                                  token.reveal().encode())
+    # No token configured: only clients on this machine may act.
+    try:
+        address = ipaddress.ip_address((request.remote or "").split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _refuse(request: web.Request) -> web.Response:
+    if request.app[TOKEN] is not None:
+        return error(401, "missing or wrong bearer token (Authorization: Bearer <CONTROL_API_TOKEN>)",
+                     **{"WWW-Authenticate": 'Bearer realm="foojob"'})
+    return error(401, "without CONTROL_API_TOKEN only clients on this machine (loopback) may call this")
+
+
+def protected(handler: Handler) -> Handler:
+    async def check(request: web.Request) -> web.StreamResponse:
+        if not _authorised(request):
+            log.warning("refused %s %s from %s", request.method, request.path, request.remote)
+            return _refuse(request)
+        return await handler(request)
+
+    return check
+
+
+def _control(request: web.Request) -> Control:
+    control = request.app[BACKEND].control
+    if control is None:
+        raise DatabaseUnavailable("starting up: the database is not ready yet")
+    return control
+
+
+def _job(request: web.Request) -> str:
+    return request.query.get("job", DEFAULT_JOB)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.text()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError:
+        raise BadInput("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadInput("the body must be a JSON object")
+    return body
+
+
+@protected
+async def run_now(request: web.Request) -> web.Response:
+    record = await _control(request).run_now(_job(request), by="http")
+    if record.status == "failed":
+        return error(500, record.error or "the job failed")
+    return web.json_response(record.result)
+
+
+@protected
+async def pause(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    unknown = set(body) - {"for", "reason"}
+    if unknown:
+        raise BadInput(f"unknown field(s) {sorted(unknown)}; expected 'for' and 'reason'")
+    duration_text, reason = body.get("for"), body.get("reason")
+    if duration_text is not None and not isinstance(duration_text, str):
+        raise BadInput("'for' must be a string such as \"2h\" or \"1h30m\"")
+    if reason is not None and not isinstance(reason, str):
+        raise BadInput("'reason' must be a string")
+    duration = parse_duration(duration_text) if duration_text else None
+    await _control(request).pause(_job(request), by="http", duration=duration, reason=reason)
+    return web.json_response({"message": "ok"})
+
+
+@protected
+async def resume(request: web.Request) -> web.Response:
+    await _control(request).resume(_job(request), by="http")
+    return web.json_response({"message": "ok"})
+
+
+async def is_running(request: web.Request) -> web.Response:
+    state = await _control(request).state(_job(request))
+    return web.json_response({"message": "false" if state.paused else "true"})
+
+
+async def status(request: web.Request) -> web.Response:
+    result = await _control(request).status(_job(request))
+    return web.json_response(status_json(result, request.app[TZ]))
+
+
+async def runs(request: web.Request) -> web.Response:
+    limit_text = request.query.get("limit", "20")
+    if not limit_text.isdigit():
+        raise BadInput("limit must be a whole number")
+    job = request.query.get("job")
+    records = await _control(request).history(job, int(limit_text))
+    return web.json_response({"runs": [run_json(r, request.app[TZ]) for r in records]})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    slack = await request.app[SLACK_HEALTH]()
+    try:
+        await asyncio.wait_for(_control(request).ping(), timeout=3)
+        database = "ok"
+    except (TimeoutError, DatabaseUnavailable):
+        database = "unreachable" if request.app[BACKEND].control else "starting"
+    healthy = database == "ok" and slack != "down"
+    body = {"status": "ok" if healthy else "unhealthy", "database": database,
+            "slack": "disconnected" if slack == "down" else slack}
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = await request.app[METRICS].render(request.app[BACKEND].control)
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+async def _slack_off() -> str:
+    return "off"
+
+
+def build_app(backend: Backend, *, token: Secret | None, tz: ZoneInfo, metrics_: Metrics,
+              slack_health: SlackHealth = _slack_off) -> web.Application:
+    app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
+    app[BACKEND] = backend
+    app[TOKEN] = token
+    app[TZ] = tz
+    app[SLACK_HEALTH] = slack_health
+    app[METRICS] = metrics_
+    app.router.add_post("/runNow", run_now)
+    app.router.add_post("/pause", pause)
+    app.router.add_post("/resume", resume)
+    app.router.add_get("/isRunning", is_running)
+    app.router.add_get("/status", status)
+    app.router.add_get("/runs", runs)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app

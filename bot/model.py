@@ -1,0 +1,78 @@
+"""Plain data passed between the core and the surfaces."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+Trigger = Literal["schedule", "manual", "catch-up"]
+RunStatus = Literal["running", "succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a job is given: the connection of the run's transaction, the named queries, the zone."""
+
+    conn: asyncpg.Connection
+    queries: Mapping[str, str]
+    timezone: ZoneInfo
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job foojob can run. ``run`` does the work inside the run's transaction and returns a
+    JSON-able result (it is stored with the run and posted to Slack)."""
+
+    name: str
+    run: Callable[[JobContext], Awaitable[dict[str, Any]]]
+    cron_variable: str
+    default_cron: str
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    job: str
+    trigger: Trigger
+    scheduled_for: datetime | None
+    started_at: datetime
+    finished_at: datetime | None
+    status: RunStatus
+    result: dict[str, Any] | None
+    error: str | None
+    triggered_by: str | None
+
+    @property
+    def duration(self) -> timedelta | None:
+        return None if self.finished_at is None else self.finished_at - self.started_at
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RunRecord:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class JobState:
+    job: str
+    paused: bool
+    paused_by: str | None
+    paused_at: datetime | None
+    pause_reason: str | None
+    resume_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Status:
+    job: str
+    state: JobState
+    schedule: str
+    schedule_text: str
+    timezone: str
+    next_run_at: datetime | None
+    running: bool
+    last_run: RunRecord | None

@@ -1,0 +1,129 @@
+"""One run of a job: claim it, do the work, record it — in one transaction — then report it.
+
+The whole run is one PostgreSQL transaction on one connection:
+
+1. an advisory lock on the job (``pg_advisory_xact_lock``), so two runs of a job never overlap,
+   in this process or any replica; it is released with the transaction, even if the process dies;
+2. for a fire of the schedule, the pause state, read from the database at fire time;
+3. the claim: ``INSERT … ON CONFLICT (job, scheduled_for) DO NOTHING`` — a fire another replica
+   already ran gives no row, and this replica does nothing;
+4. the job's work, inside a savepoint, so a job that raises is rolled back alone and the run is
+   still recorded as failed;
+5. the record's final status, result, error and times; COMMIT.
+
+A crash anywhere before COMMIT leaves nothing behind (no half row, no claim), and the advisory
+lock goes with the dead connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from bot.errors import AlreadyRunning, DatabaseUnavailable, UnknownJob
+from bot.metrics import Metrics
+from bot.model import Job, JobContext, RunRecord, Trigger
+from bot.notify import Notifier
+from bot.slack.blocks import run_result_message, run_unrecorded_message
+
+log = logging.getLogger(__name__)
+
+# How long a fire of the schedule waits for a run already in progress (a manual run, or a long
+# run on another replica) before giving the fire up.
+SCHEDULED_LOCK_WAIT = "30s"
+
+_DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+              asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError)
+
+
+class Runner:
+    def __init__(self, pool: asyncpg.Pool, queries: Mapping[str, str], jobs: Mapping[str, Job],
+                 notifier: Notifier, timezone: ZoneInfo, metrics: Metrics | None = None) -> None:
+        self._pool = pool
+        self._q = queries
+        self._jobs = jobs
+        self._notifier = notifier
+        self._tz = timezone
+        self._metrics = metrics
+
+    def job(self, name: str) -> Job:
+        try:
+            return self._jobs[name]
+        except KeyError:
+            raise UnknownJob(name) from None
+
+    async def run(self, job_name: str, *, trigger: Trigger, scheduled_for: datetime | None = None,
+                  triggered_by: str | None = None) -> RunRecord | None:
+        """Run the job once and return its record (status ``succeeded`` or ``failed``).
+
+        Manual runs raise :class:`AlreadyRunning` if a run of the job is in progress anywhere.
+        Fires of the schedule wait for it instead (up to ``SCHEDULED_LOCK_WAIT``), and return None
+        when the fire is not theirs to run: paused, or already claimed by another replica.
+        Raises :class:`DatabaseUnavailable` when PostgreSQL cannot be reached; the failure is
+        reported all the same.
+        """
+        job = self.job(job_name)
+        try:
+            record = await self._run_in_transaction(job, trigger, scheduled_for, triggered_by)
+        except (AlreadyRunning, UnknownJob):
+            raise
+        except _DB_ERRORS as exc:
+            message = f"database unavailable: {type(exc).__name__}: {exc}"
+            log.error("run of %s (%s) could not be recorded: %s", job.name, trigger, message)
+            self._notifier.publish(run_unrecorded_message(job.name, trigger, scheduled_for, message, self._tz))
+            raise DatabaseUnavailable(message) from exc
+        if record is None:
+            return None
+        level = logging.INFO if record.status == "succeeded" else logging.WARNING
+        log.log(level, "run %d of %s (%s%s) %s in %.0f ms%s", record.id, record.job, record.trigger,
+                f" for {scheduled_for.isoformat()}" if scheduled_for else "", record.status,
+                record.duration.total_seconds() * 1000 if record.duration else 0,
+                f": {record.error}" if record.error else "")
+        if self._metrics is not None:
+            self._metrics.observe_run(record)
+        self._notifier.publish(run_result_message(record, self._tz))
+        return record
+
+    async def _run_in_transaction(self, job: Job, trigger: Trigger, scheduled_for: datetime | None,
+                                  triggered_by: str | None) -> RunRecord | None:
+        q = self._q
+        async with self._pool.acquire() as conn, conn.transaction():
+            if trigger == "manual":
+                if not await conn.fetchval(q["try_lock_job"], job.name):
+                    raise AlreadyRunning(job.name)
+            else:
+                await conn.execute(q["set_lock_timeout"], SCHEDULED_LOCK_WAIT)
+                try:
+                    await conn.execute(q["lock_job"], job.name)
+                except asyncpg.LockNotAvailableError:
+                    log.warning("fire of %s for %s given up: a run was still in progress after %s",
+                                job.name, scheduled_for, SCHEDULED_LOCK_WAIT)
+                    return None
+                await conn.execute(q["set_lock_timeout"], "0")
+                state = await conn.fetchrow(q["job_state"], job.name)
+                if state is not None and state["paused"]:
+                    log.info("fire of %s for %s skipped: paused", job.name,
+                             scheduled_for.isoformat() if scheduled_for else None)
+                    return None
+
+            run_id = await conn.fetchval(q["claim_run"], job.name, trigger, scheduled_for, triggered_by)
+            if run_id is None:
+                log.debug("fire of %s for %s already claimed by another replica", job.name, scheduled_for)
+                return None
+
+            result, error = None, None
+            try:
+                async with conn.transaction():  # a savepoint: the job's work rolls back alone
+                    result = await job.run(JobContext(conn=conn, queries=q, timezone=self._tz))
+            except _DB_ERRORS:
+                raise  # the connection is gone: nothing can be recorded on it
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            row = await conn.fetchrow(q["finish_run"], run_id, "failed" if error else "succeeded",
+                                      result, error)
+        return RunRecord.from_row(row)

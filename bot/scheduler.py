@@ -1,0 +1,134 @@
+"""APScheduler 3 glue: each fire of a job's cron becomes ``runner.run(job, scheduled_for=…)``.
+
+What we take from APScheduler is the clock: it computes fire times from our trigger and wakes up
+on time. What we do not take from it, on purpose (DESIGN.md, "Known traps"):
+
+* pausing — ``pause_job``/``resume_job`` live in memory, are lost on restart and skip missed
+  fires; pause state lives in PostgreSQL and is checked by the run itself at fire time;
+* its executor — ``AsyncIOExecutor`` does not pass the scheduled instant to the job (we need it to
+  claim the fire) and *cancels* running coroutines on shutdown; :class:`FireExecutor` passes the
+  instant and lets the run in progress finish while the service stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
+from apscheduler.executors.base import BaseExecutor
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+
+from bot.cron import CronSchedule, CronTrigger
+from bot.model import JobState
+
+log = logging.getLogger(__name__)
+
+FireHandler = Callable[[str, datetime], Awaitable[Any]]
+
+# A fire more than this late (the event loop was blocked, the machine slept) is skipped rather
+# than run at the wrong time; catching up after downtime is the start-up's business.
+MISFIRE_GRACE = timedelta(seconds=30)
+
+
+class FireExecutor(BaseExecutor):  # type: ignore[misc]
+    """Runs each fire as an asyncio task, passing the scheduled instant, and never cancels it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def start(self, scheduler: Any, alias: str) -> None:
+        super().start(scheduler, alias)
+        self._loop: asyncio.AbstractEventLoop = scheduler._eventloop
+
+    def shutdown(self, wait: bool = True) -> None:
+        # Unlike AsyncIOExecutor, cancel nothing: Scheduler.stop() awaits the runs in progress.
+        return None
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        scheduled_for = run_times[-1]  # coalesce: one run for fires that piled up
+
+        async def fire() -> list[JobExecutionEvent]:
+            late = datetime.now(UTC) - scheduled_for
+            if late > MISFIRE_GRACE:
+                log.warning("fire of %s for %s skipped: %.1f s late", job.id, scheduled_for.isoformat(),
+                            late.total_seconds())
+                return []
+            try:
+                value = await job.func(*job.args, scheduled_for=scheduled_for)
+            except Exception as exc:
+                log.exception("fire of %s for %s failed", job.id, scheduled_for.isoformat())
+                return [JobExecutionEvent(EVENT_JOB_ERROR, job.id, job._jobstore_alias, scheduled_for,
+                                          exception=exc)]
+            return [JobExecutionEvent(EVENT_JOB_EXECUTED, job.id, job._jobstore_alias, scheduled_for,
+                                      retval=value)]
+
+        def done(task: asyncio.Task[list[JobExecutionEvent]]) -> None:
+            self._tasks.discard(task)
+            if task.cancelled():
+                self._run_job_success(job.id, [])
+            else:
+                self._run_job_success(job.id, task.result())
+
+        task = self._loop.create_task(fire(), name=f"fire:{job.id}:{scheduled_for.isoformat()}")
+        task.add_done_callback(done)
+        self._tasks.add(task)
+
+    async def drain(self, within_s: float) -> bool:
+        """Wait for the runs in progress, up to ``within_s`` seconds; True if none is left."""
+        if not self._tasks:
+            return True
+        _, pending = await asyncio.wait(set(self._tasks), timeout=within_s)
+        return not pending
+
+
+class Scheduler:
+    def __init__(self, schedules: Mapping[str, CronSchedule], timezone: ZoneInfo,
+                 on_fire: FireHandler, on_pause_expired: Callable[[str], Awaitable[Any]]) -> None:
+        self._executor = FireExecutor()
+        self._aps = AsyncIOScheduler(
+            timezone=timezone,
+            executors={"default": self._executor},
+            # misfire_grace_time=None here: FireExecutor applies MISFIRE_GRACE itself.
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self._schedules = schedules
+        self._tz = timezone
+        self._on_fire = on_fire
+        self._on_pause_expired = on_pause_expired
+
+    def start(self) -> None:
+        for job, schedule in self._schedules.items():
+            self._aps.add_job(self._fire, CronTrigger(schedule, self._tz), args=[job], id=job, name=job)
+        self._aps.start()
+
+    # ``scheduled_for`` has a default only because APScheduler checks the arguments when the job
+    # is added; FireExecutor always passes it.
+    async def _fire(self, job: str, *, scheduled_for: datetime | None = None) -> None:
+        assert scheduled_for is not None
+        await self._on_fire(job, scheduled_for)
+
+    async def _expire(self, job: str, *, scheduled_for: datetime | None = None) -> None:
+        await self._on_pause_expired(job)
+
+    def watch_state(self, state: JobState) -> None:
+        """Arrange the automatic resume of a timed pause (or cancel it when resumed)."""
+        timer_id = f"auto-resume:{state.job}"
+        if self._aps.get_job(timer_id) is not None:
+            self._aps.remove_job(timer_id)
+        if state.paused and state.resume_at is not None:
+            self._aps.add_job(self._expire, DateTrigger(state.resume_at), args=[state.job],
+                              id=timer_id, name=timer_id, misfire_grace_time=None)
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop firing, then let the runs in progress finish (up to ``within_s`` seconds)."""
+        if self._aps.running:
+            self._aps.shutdown(wait=False)
+        if not await self._executor.drain(grace_s):
+            log.error("stopping with a run still in progress after %.0f s", grace_s)

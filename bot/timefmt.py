@@ -1,0 +1,25 @@
+"""Time formatting shared by every surface."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, tzinfo
+
+
+def rfc3339(value: datetime | None, tz: tzinfo) -> str | None:
+    """RFC 3339 with an offset, in the configured zone; None stays None."""
+    if value is None:
+        return None
+    return value.astimezone(tz).isoformat()
+
+
+def human_duration(value: timedelta | None) -> str:
+    """``3 ms``, ``1.2 s``, ``2 min 5 s``."""
+    if value is None:
+        return "—"
+    seconds = value.total_seconds()
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes} min {secs} s"

@@ -1,0 +1,91 @@
+-- Queries of the core (bot/runner.py, bot/control.py), loaded once by name.
+-- Advisory lock keys: (7263520, hashtext(job)) guards "one run of a job at a time" across
+-- every process on the database; the lock is tied to the run's transaction.
+
+-- name: try_lock_job
+SELECT pg_try_advisory_xact_lock(7263520, hashtext($1));
+
+-- name: lock_job
+SELECT pg_advisory_xact_lock(7263520, hashtext($1));
+
+-- name: set_lock_timeout
+SELECT set_config('lock_timeout', $1, true);
+
+-- name: job_is_running
+SELECT EXISTS (
+    SELECT 1 FROM pg_locks
+    WHERE locktype = 'advisory' AND granted
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND classid = 7263520 AND objsubid = 2
+      AND objid::bigint = (hashtext($1)::bigint & 4294967295)
+);
+
+-- name: claim_run
+-- ON CONFLICT DO NOTHING on (job, scheduled_for): a fire another replica already ran (or is
+-- running: the insert waits for its transaction) returns no row.
+INSERT INTO foojob_runs (job, trigger, scheduled_for, started_at, status, triggered_by)
+VALUES ($1, $2, $3, clock_timestamp(), 'running', $4)
+ON CONFLICT ON CONSTRAINT foojob_runs_one_per_fire DO NOTHING
+RETURNING id;
+
+-- name: finish_run
+UPDATE foojob_runs
+SET status = $2, result = $3, error = $4, finished_at = clock_timestamp()
+WHERE id = $1
+RETURNING *;
+
+-- name: last_run
+SELECT * FROM foojob_runs WHERE job = $1 ORDER BY id DESC LIMIT 1;
+
+-- name: last_scheduled_fire
+SELECT max(scheduled_for) FROM foojob_runs WHERE job = $1 AND scheduled_for IS NOT NULL;
+
+-- name: runs
+SELECT * FROM foojob_runs
+WHERE ($1::text IS NULL OR job = $1)
+ORDER BY id DESC
+LIMIT $2;
+
+-- name: job_state
+-- A timed pause whose time has come reads as not paused, whether or not the automatic resume
+-- has been written yet: the fire-time check never depends on a timer having run.
+SELECT job,
+       paused AND (resume_at IS NULL OR resume_at > now()) AS paused,
+       paused_by, paused_at, pause_reason, resume_at
+FROM foojob_job_state WHERE job = $1;
+
+-- name: pause_job
+-- Pausing a paused job keeps the original pausedAt and takes the new who/why/until.
+INSERT INTO foojob_job_state AS s (job, paused, paused_by, paused_at, pause_reason, resume_at, updated_at)
+VALUES ($1, true, $2, now(), $3, $4, now())
+ON CONFLICT (job) DO UPDATE SET
+    paused = true,
+    paused_by = EXCLUDED.paused_by,
+    paused_at = CASE WHEN s.paused AND (s.resume_at IS NULL OR s.resume_at > now())
+                     THEN s.paused_at ELSE EXCLUDED.paused_at END,
+    pause_reason = EXCLUDED.pause_reason,
+    resume_at = EXCLUDED.resume_at,
+    updated_at = now()
+RETURNING job, paused, paused_by, paused_at, pause_reason, resume_at;
+
+-- name: resume_job
+-- Returns the row only if it was paused, so the caller knows whether anything changed.
+UPDATE foojob_job_state
+SET paused = false, paused_by = NULL, paused_at = NULL, pause_reason = NULL, resume_at = NULL,
+    updated_at = now()
+WHERE job = $1 AND paused
+RETURNING job;
+
+-- name: expire_pause
+-- The automatic end of a timed pause; only one replica gets the row back.
+UPDATE foojob_job_state
+SET paused = false, paused_by = NULL, paused_at = NULL, pause_reason = NULL, resume_at = NULL,
+    updated_at = now()
+WHERE job = $1 AND paused AND resume_at IS NOT NULL AND resume_at <= now()
+RETURNING job;
+
+-- name: record_control_event
+INSERT INTO foojob_control_events (job, action, actor, reason, resume_at) VALUES ($1, $2, $3, $4, $5);
+
+-- name: ping
+SELECT 1;
