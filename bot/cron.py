@@ -7,7 +7,9 @@ issue #286, PR #381), so a user's crontab line would silently fire on the wrong 
 * 5 fields ``minute hour day-of-month month day-of-week``, or 6 with seconds first;
 * ``*``, numbers, ranges ``a-b``, steps ``*/n`` ``a-b/n`` ``a/n``, lists; month and weekday names;
 * weekday 0 and 7 are Sunday;
-* when both day-of-month and day-of-week are restricted (not ``*``), a day matches if *either* does;
+* when both day-of-month and day-of-week are restricted, a day matches if *either* does; a field
+  is restricted when it does not start with ``*`` (crontab(5) as Debian words it: ``*/2`` is not
+  restricted, so ``0 0 */2 * 1`` means odd days that are Mondays);
 * the macros ``@yearly @annually @monthly @weekly @daily @midnight @hourly``.
 
 Wall-clock times are read in the configured zone. Across daylight-saving changes the fire times
@@ -156,8 +158,8 @@ class CronSchedule:
             days=_parse_field(dom, _DOM),
             months=tuple(sorted(_parse_field(month, _MONTH))),
             weekdays=_parse_field(dow, _DOW),
-            days_restricted=dom != "*",
-            weekdays_restricted=dow != "*",
+            days_restricted=not dom.startswith("*"),
+            weekdays_restricted=not dow.startswith("*"),
         )
         if not schedule.weekdays_restricted and not any(
             day <= _days_in_month(2024, m) for m in schedule.months for day in schedule.days
@@ -282,7 +284,9 @@ class CronSchedule:
 
     def describe(self) -> str:
         """The schedule in plain English, e.g. ``every 3 seconds`` or ``at 00:01 every day``."""
-        return f"{self._describe_time()}{self._describe_days()}"
+        time = self._describe_time()
+        # "every day" reads well after a time of day ("at 00:01"), not after "every 3 seconds".
+        return f"{time}{self._describe_days(daily=time.startswith('at '))}"
 
     def _describe_time(self) -> str:
         all_sec, all_min, all_hour = (
@@ -314,8 +318,7 @@ class CronSchedule:
             return f"every minute during hour {_join(map(str, self.hours))}"
         return f"at minute {_join(map(str, self.minutes))} past hour {_join(map(str, self.hours))}"
 
-    def _describe_days(self) -> str:
-        sub_daily = self.hours == tuple(range(24)) or self.minutes == tuple(range(60))
+    def _describe_days(self, *, daily: bool) -> str:
         days = ""
         if self.days_restricted or self.weekdays_restricted:
             parts = []
@@ -325,7 +328,7 @@ class CronSchedule:
             if self.weekdays_restricted:
                 parts.append("on " + _weekday_words(sorted(self.weekdays)))
             days = " " + " or ".join(parts)
-        elif not sub_daily:
+        elif daily:
             days = " every day"
         if self.months != tuple(range(1, 13)):
             days += " in " + _join(_MONTH_NAMES[m - 1] for m in self.months)

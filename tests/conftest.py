@@ -1,0 +1,283 @@
+"""Test fixtures: a real PostgreSQL, one database per test, real service processes, a webhook sink.
+
+The server is ``TEST_DATABASE_URL`` when set (CI points it at the machine's PostgreSQL), else an
+embedded one (pgserver) started for the session. A template database is migrated once per
+session; each test gets ``CREATE DATABASE … TEMPLATE`` of it, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Variables of the service that must not leak from the developer's shell into a test.
+SERVICE_VARS = ("DATABASE_URL", "FOOJOB_DATA_DIR", "FOOJOB_CRON", "FOOJOB_TIMEZONE", "SLACK_BOT_TOKEN",
+                "SLACK_APP_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_API_URL", "SLACK_ALLOWED_USERS", "HOST",
+                "PORT", "CONTROL_API_TOKEN", "LOG_LEVEL")
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+async def wait_until(predicate: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05,
+                     message: str = "condition") -> Any:
+    """Poll ``predicate`` (sync or async) until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}")
+        await asyncio.sleep(interval)
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    yield server.get_uri()
+    server.cleanup()
+
+
+async def _admin(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server: str) -> Iterator[str]:
+    """A database migrated once, copied for each test."""
+    from bot.db import Queries, connect, migrate
+
+    name = f"foojob_tpl_{uuid.uuid4().hex[:10]}"
+
+    async def build() -> None:
+        await _admin(pg_server, f'CREATE DATABASE "{name}"')
+        conn = await connect(with_database(pg_server, name))
+        try:
+            await migrate(conn, Queries())
+        finally:
+            await conn.close()
+
+    asyncio.run(build())
+    yield name
+    asyncio.run(_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def db_url(pg_server: str, template_db: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test."""
+    name = f"foojob_t_{uuid.uuid4().hex[:12]}"
+    await _admin(pg_server, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    yield with_database(pg_server, name)
+    await _admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def empty_db_url(pg_server: str) -> AsyncIterator[str]:
+    """A fresh database with no schema at all."""
+    name = f"foojob_e_{uuid.uuid4().hex[:12]}"
+    await _admin(pg_server, f'CREATE DATABASE "{name}"')
+    yield with_database(pg_server, name)
+    await _admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection for the test's own reads and fault injection."""
+    from bot.db import connect
+
+    conn = await connect(db_url)
+    yield conn
+    await conn.close()
+
+
+# -- a webhook sink -----------------------------------------------------------------------------
+
+@dataclass
+class WebhookSink:
+    """Plays a Slack incoming webhook: records each POST; answers 200 "ok" unless scripted."""
+
+    url: str = ""
+    received: list[dict[str, Any]] = field(default_factory=list)
+    script: list[int] = field(default_factory=list)  # statuses to answer first, in order
+
+    def texts(self) -> list[str]:
+        return [m["text"] for m in self.received]
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[WebhookSink]:
+    sink = WebhookSink()
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.json()
+        status = sink.script.pop(0) if sink.script else 200
+        if status == 200:
+            sink.received.append(body)
+            return web.Response(text="ok")
+        return web.Response(status=status, text="scripted_failure")
+
+    app = web.Application()
+    app.router.add_post("/services/T000/B000/secretpart", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    sink.url = f"http://127.0.0.1:{port}/services/T000/B000/secretpart"
+    yield sink
+    await runner.cleanup()
+
+
+# -- service processes --------------------------------------------------------------------------
+
+def service_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARS}
+    env.update({"HOST": "127.0.0.1", "PORT": "0", "LOG_LEVEL": "DEBUG", "PYTHONUNBUFFERED": "1"})
+    env.update(overrides)
+    return env
+
+
+class Service:
+    """``python -m bot`` in a real process; its stdout and stderr go to files the test can read."""
+
+    def __init__(self, tmp: Path, env: dict[str, str], args: tuple[str, ...] = ()) -> None:
+        self.tmp = tmp
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.stdout_path, self.stderr_path = tmp / "stdout.log", tmp / "stderr.log"
+        self._out = self.stdout_path.open("wb")
+        self._err = self.stderr_path.open("wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "bot", *args], cwd=ROOT, env=env,
+                                     stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL)
+        self.url = ""
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    async def started(self, timeout: float = 20.0) -> Service:
+        def ready() -> str | None:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"service exited with {self.proc.returncode}:\n{self.stderr()}")
+            match = re.search(r"listening on http://[^:]+:(\d+)", self.stderr())
+            return match.group(1) if match and "scheduled foo" in self.stderr() else None
+
+        port = await wait_until(ready, timeout=timeout, message="the service to start")
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def wait_log(self, pattern: str, *, count: int = 1, timeout: float = 10.0) -> None:
+        await wait_until(lambda: len(re.findall(pattern, self.stderr())) >= count, timeout=timeout,
+                         message=f"{count} log line(s) matching {pattern!r}")
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        await wait_until(lambda: self.proc.poll() is not None, timeout=timeout, message="the service to exit")
+        self._out.close()
+        self._err.close()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._out.close()
+        self._err.close()
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    """Start services: ``spawn(DATABASE_URL=…, FOOJOB_CRON=…)``; all are killed after the test."""
+    started: list[Service] = []
+
+    def start(*args: str, **env: str) -> Service:
+        service = Service(tmp_path / f"svc{len(started)}", service_env(**env), args)
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.kill()
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot", *args], cwd=ROOT, env=service_env(**env),
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield session
+
+
+async def get_json(session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> tuple[int, Any]:
+    async with session.request(method, url, **kwargs) as resp:
+        text = await resp.text()
+        try:
+            return resp.status, json.loads(text)
+        except json.JSONDecodeError:
+            raise AssertionError(f"{method} {url} answered {resp.status} with non-JSON: {text[:200]!r}") from None
+
+
+@contextlib.asynccontextmanager
+async def row_locked(url: str) -> AsyncIterator[asyncpg.Connection]:
+    """Hold a lock on foo's row 1 so that a run of the foo job blocks until the block ends."""
+    conn = await asyncpg.connect(url)
+    try:
+        tr = conn.transaction()
+        await tr.start()
+        await conn.execute("INSERT INTO foo VALUES (1, now()) ON CONFLICT (id) DO NOTHING")
+        await tr.commit()
+        tr = conn.transaction()
+        await tr.start()
+        await conn.execute("SELECT * FROM foo WHERE id = 1 FOR UPDATE")
+        try:
+            yield conn
+        finally:
+            await tr.rollback()
+    finally:
+        await conn.close()
