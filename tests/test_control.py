@@ -1,0 +1,180 @@
+"""The control core against the real PostgreSQL: runs, overlap, failures, pause and resume."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import pytest
+
+from bot.config import Secret
+from bot.control import Control
+from bot.cron import CronSchedule
+from bot.db import Queries, create_pool
+from bot.errors import AlreadyRunning, BadInput, DatabaseUnavailable, UnknownJob
+from bot.notify import WebhookNotifier
+from bot.runner import Runner
+from jobs import JOBS
+from tests.conftest import WebhookSink, row_locked, wait_until
+
+TZ = ZoneInfo("Europe/Paris")
+
+
+@dataclass
+class Core:
+    pool: asyncpg.Pool
+    runner: Runner
+    control: Control
+    notifier: WebhookNotifier
+
+
+@pytest.fixture
+async def core(db_url: str, webhook: WebhookSink) -> AsyncIterator[Core]:
+    pool = await create_pool(db_url)
+    notifier = WebhookNotifier(Secret(webhook.url))
+    notifier.start()
+    queries = Queries()
+    runner = Runner(pool, queries, JOBS, notifier, TZ)
+    control = Control(pool, queries, runner, {"foo": CronSchedule.parse("*/3 * * * * *")}, TZ, notifier)
+    yield Core(pool, runner, control, notifier)
+    await notifier.aclose(5)
+    await pool.close()
+
+
+async def test_run_now_upserts_the_row_and_records_the_run(core: Core, db: asyncpg.Connection,
+                                                           webhook: WebhookSink) -> None:
+    run = await core.control.run_now("foo", by="U0123ABC")
+    assert run.status == "succeeded" and run.trigger == "manual" and run.triggered_by == "U0123ABC"
+    row = await db.fetchrow("SELECT * FROM foo WHERE id = 1")
+    assert run.result == {"id": 1, "colTimestamp": row["col_timestamp"].astimezone(TZ).isoformat()}
+    assert run.scheduled_for is None and run.finished_at is not None and run.finished_at >= run.started_at
+    stored = await db.fetchrow("SELECT * FROM foojob_runs WHERE id = $1", run.id)
+    assert stored["status"] == "succeeded" and stored["result"] == run.result
+    await wait_until(lambda: webhook.received, message="the result on the webhook")
+    assert '"colTimestamp"' in webhook.received[0]["text"] and webhook.received[0]["blocks"]
+
+
+async def test_two_run_nows_at_once_exactly_one_runs(core: Core, db_url: str, db: asyncpg.Connection) -> None:
+    async with row_locked(db_url):
+        first = asyncio.create_task(core.control.run_now("foo", by="http"))
+        # The first run holds the job's lock and waits on the row we hold.
+        await wait_until(lambda: _running(core), message="the first run to be in progress")
+        with pytest.raises(AlreadyRunning):
+            await core.control.run_now("foo", by="http")
+    run = await first
+    assert run.status == "succeeded"
+    assert await db.fetchval("SELECT count(*) FROM foojob_runs") == 1
+    assert not (await core.control.status("foo")).running
+
+
+async def _running(core: Core) -> bool:
+    return (await core.control.status("foo")).running
+
+
+async def test_a_failing_job_is_recorded_failed_and_reported(core: Core, db: asyncpg.Connection,
+                                                             webhook: WebhookSink) -> None:
+    # A real fault: the job's UPSERT now violates a constraint.
+    await db.execute("ALTER TABLE foo ADD CONSTRAINT too_late CHECK (col_timestamp < '2000-01-01')")
+    run = await core.control.run_now("foo", by="cli")
+    assert run.status == "failed" and run.result is None
+    assert run.error is not None and "too_late" in run.error
+    assert await db.fetchval("SELECT count(*) FROM foo") == 0  # the job's work was rolled back
+    assert await db.fetchval("SELECT status FROM foojob_runs WHERE id = $1", run.id) == "failed"
+    await wait_until(lambda: webhook.received, message="the failure on the webhook")
+    message = webhook.received[0]
+    assert "failed" in message["text"] and "too_late" in message["text"]
+    buttons = [e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert [b["text"]["text"] for b in buttons] == ["Run again"]
+    # And the next run, once the fault is gone, succeeds.
+    await db.execute("ALTER TABLE foo DROP CONSTRAINT too_late")
+    assert (await core.control.run_now("foo", by="cli")).status == "succeeded"
+
+
+async def test_a_fire_is_claimed_once(core: Core, db: asyncpg.Connection) -> None:
+    at = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+    first = await core.runner.run("foo", trigger="schedule", scheduled_for=at)
+    again = await core.runner.run("foo", trigger="schedule", scheduled_for=at)
+    assert first is not None and first.scheduled_for == at
+    assert again is None
+    assert await db.fetchval("SELECT count(*) FROM foojob_runs") == 1
+
+
+async def test_pause_persists_holds_fires_and_resume_undoes_it(core: Core, db: asyncpg.Connection,
+                                                               webhook: WebhookSink) -> None:
+    state = await core.control.pause("foo", by="U0123ABC", reason="deploy")
+    assert state.paused and state.paused_by == "U0123ABC" and state.pause_reason == "deploy"
+    assert state.resume_at is None
+    status = await core.control.status("foo")
+    assert status.state.paused and status.next_run_at is None
+    # A fire while paused does nothing; run-now still runs.
+    assert await core.runner.run("foo", trigger="schedule", scheduled_for=datetime.now(UTC)) is None
+    assert (await core.control.run_now("foo", by="http")).status == "succeeded"
+    # Pausing again is harmless and keeps the original time.
+    again = await core.control.pause("foo", by="http", reason="still deploying")
+    assert again.paused_at == state.paused_at and again.pause_reason == "still deploying"
+
+    assert await core.control.resume("foo", by="U0123ABC") is True
+    assert await core.control.resume("foo", by="U0123ABC") is False  # idempotent
+    status = await core.control.status("foo")
+    assert not status.state.paused and status.next_run_at is not None
+    assert status.next_run_at > datetime.now(UTC)
+    events = await db.fetch("SELECT action, actor FROM foojob_control_events ORDER BY id")
+    assert [(e["action"], e["actor"]) for e in events] == [
+        ("pause", "U0123ABC"), ("pause", "http"), ("resume", "U0123ABC")]
+    await wait_until(lambda: len(webhook.received) >= 4, message="announcements and the run")
+    texts = webhook.texts()
+    assert any("paused by <@U0123ABC>" in t and "deploy" in t for t in texts)
+    assert any("resumed by <@U0123ABC>" in t for t in texts)
+
+
+async def test_a_timed_pause_ends_by_itself_once(core: Core, db: asyncpg.Connection) -> None:
+    state = await core.control.pause("foo", by="http", duration=timedelta(hours=2))
+    assert state.resume_at is not None
+    assert timedelta(hours=1, minutes=59) < state.resume_at - datetime.now(UTC) <= timedelta(hours=2)
+    assert await core.control.expire_pause("foo") is False  # not yet
+    # Time passes (moved in the database: the pause ran out a second ago).
+    await db.execute("UPDATE foojob_job_state SET resume_at = now() - interval '1 second'")
+    # Reads as not paused at once, before any timer ran, so a fire would run.
+    assert not (await core.control.state("foo")).paused
+    assert await core.runner.run("foo", trigger="schedule", scheduled_for=datetime.now(UTC)) is not None
+    results = await asyncio.gather(*(core.control.expire_pause("foo") for _ in range(3)))
+    assert sorted(results) == [False, False, True]  # announced once
+    assert await db.fetchval("SELECT count(*) FROM foojob_control_events WHERE action = 'auto-resume'") == 1
+
+
+async def test_bad_requests_change_nothing(core: Core, db: asyncpg.Connection) -> None:
+    with pytest.raises(UnknownJob):
+        await core.control.pause("bar", by="http")
+    with pytest.raises(BadInput):
+        await core.control.history("foo", 0)
+    with pytest.raises(BadInput):
+        await core.control.pause("foo", by="http", reason="x" * 501)
+    assert await db.fetchval("SELECT count(*) FROM foojob_job_state") == 0
+
+
+async def test_history_is_newest_first_and_limited(core: Core) -> None:
+    ids = [(await core.control.run_now("foo", by="cli")).id for _ in range(3)]
+    history = await core.control.history("foo", 2)
+    assert [r.id for r in history] == ids[::-1][:2]
+
+
+async def test_database_gone_is_reported_not_crashed(db_url: str, webhook: WebhookSink) -> None:
+    pool = await create_pool(db_url)
+    notifier = WebhookNotifier(Secret(webhook.url))
+    notifier.start()
+    runner = Runner(pool, Queries(), JOBS, notifier, TZ)
+    control = Control(pool, Queries(), runner, {"foo": CronSchedule.parse("* * * * *")}, TZ, notifier)
+    await pool.close()  # as good as a dead server, from the pool's side
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            await control.status("foo")
+        with pytest.raises(DatabaseUnavailable):
+            await runner.run("foo", trigger="schedule", scheduled_for=datetime.now(UTC))
+        await wait_until(lambda: webhook.received, message="the failure report")
+        assert "could not be recorded" in webhook.received[0]["blocks"][0]["text"]["text"]
+    finally:
+        await notifier.aclose(5)
