@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 25.0
 NOTIFY_DRAIN_S = 5.0
+POOL_CLOSE_S = 5.0
 
 
 class SilentNotifier:
@@ -54,6 +55,17 @@ class Core:
     runner: Runner
     control: Control
     metrics: Metrics
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    # close() waits for every connection to be released; a run stuck past the shutdown grace
+    # must not hang the exit, so after a few seconds the connections are cut (its transaction
+    # rolls back: no half state).
+    try:
+        await asyncio.wait_for(pool.close(), POOL_CLOSE_S)
+    except TimeoutError:
+        log.error("connections still busy after %.0f s: closing them", POOL_CLOSE_S)
+        pool.terminate()
 
 
 @asynccontextmanager
@@ -84,7 +96,7 @@ async def open_core(settings: Settings, *, service: bool, metrics: Metrics | Non
         finally:
             await conn.close()
         pool = await create_pool(dsn)
-        stack.push_async_callback(pool.close)
+        stack.push_async_callback(_close_pool, pool)
 
         notifier: Notifier
         if settings.slack_webhook_url is not None:

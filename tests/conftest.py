@@ -109,7 +109,25 @@ async def db_url(pg_server: str, template_db: str) -> AsyncIterator[str]:
     name = f"foojob_t_{uuid.uuid4().hex[:12]}"
     await _admin(pg_server, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
     yield with_database(pg_server, name)
+    # Everything the test opened is closed by now (services stopped, pools closed): a connection
+    # still there is a leak. Backends of killed processes take a moment to go.
+    admin = await asyncpg.connect(pg_server)
+    try:
+        leaked = await wait_until_quiet(admin, name)
+    finally:
+        await admin.close()
     await _admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    assert not leaked, f"connections left open by the test: {leaked}"
+
+
+async def wait_until_quiet(admin: asyncpg.Connection, name: str) -> list[str]:
+    deadline = time.monotonic() + 5
+    while True:
+        rows = await admin.fetch("SELECT application_name, state, query FROM pg_stat_activity WHERE datname = $1",
+                                 name)
+        if not rows or time.monotonic() > deadline:
+            return [f"{r['application_name']!r} {r['state']}: {r['query'][:60]!r}" for r in rows]
+        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -229,8 +247,9 @@ class Service:
 
 
 @pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[..., Service]]:
-    """Start services: ``spawn(DATABASE_URL=…, FOOJOB_CRON=…)``; all are killed after the test."""
+def spawn(tmp_path: Path, db_url: str) -> Iterator[Callable[..., Service]]:
+    """Start services: ``spawn(DATABASE_URL=…, FOOJOB_CRON=…)``; all are killed after the test
+    (and before the test's database is checked for leaked connections)."""
     started: list[Service] = []
 
     def start(*args: str, **env: str) -> Service:

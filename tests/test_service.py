@@ -1,0 +1,166 @@
+"""The service as a user runs it: the schedule, restarts, failures, shutdown, the CLI, the
+embedded database."""
+
+from __future__ import annotations
+
+import json
+import signal
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+
+from tests.conftest import Service, WebhookSink, get_json, row_locked, run_cli, wait_until
+
+EVERY_SECOND = "* * * * * *"
+NEVER_SOON = "0 0 1 1 *"
+
+
+async def _schedule_runs(db: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await db.fetch("SELECT * FROM foojob_runs WHERE trigger = 'schedule' ORDER BY scheduled_for")
+
+
+async def test_the_schedule_fires_on_time_and_results_go_to_stdout(spawn, db_url: str,  # type: ignore[no-untyped-def]
+                                                                   db: asyncpg.Connection) -> None:
+    svc: Service = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND).started()
+    runs = await wait_until(lambda: _at_least(db, 3), timeout=10, message="three scheduled runs")
+    instants = [r["scheduled_for"] for r in runs]
+    assert all(t.microsecond == 0 for t in instants)
+    assert all(b - a == timedelta(seconds=1) for a, b in zip(instants, instants[1:], strict=False))
+    assert all(r["status"] == "succeeded" and r["triggered_by"] is None for r in runs)
+    assert all(timedelta(0) <= r["started_at"] - r["scheduled_for"] < timedelta(seconds=1) for r in runs)
+    await wait_until(lambda: svc.stdout().count("foo succeeded") >= 3, message="results on stdout")
+    assert '"colTimestamp"' in svc.stdout()
+
+
+async def _at_least(db: asyncpg.Connection, n: int) -> list[asyncpg.Record] | None:
+    runs = await _schedule_runs(db)
+    return runs if len(runs) >= n else None
+
+
+async def test_pause_survives_a_restart(spawn, db_url: str, db: asyncpg.Connection,  # type: ignore[no-untyped-def]
+                                        http: aiohttp.ClientSession) -> None:
+    first: Service = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND).started()
+    await wait_until(lambda: _at_least(db, 1), message="a scheduled run")
+    assert (await get_json(http, "POST", f"{first.url}/pause", json={"reason": "maintenance"}))[0] == 200
+    assert await first.stop() == 0
+
+    second: Service = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND).started()
+    assert await get_json(http, "GET", f"{second.url}/isRunning") == (200, {"message": "false"})
+    _, st = await get_json(http, "GET", f"{second.url}/status")
+    assert st["paused"] and st["pauseReason"] == "maintenance" and st["nextRunAt"] is None
+    before = len(await _schedule_runs(db))
+    # Three fires come and go, each skipped because of the pause read from the database.
+    await second.wait_log(r"skipped: paused", count=3, timeout=10)
+    assert len(await _schedule_runs(db)) == before
+
+    assert (await get_json(http, "POST", f"{second.url}/resume"))[0] == 200
+    await wait_until(lambda: _at_least(db, before + 1), message="runs again after resume")
+
+
+async def test_a_failing_job_is_reported_and_the_service_lives_on(spawn, db_url: str,  # type: ignore[no-untyped-def]
+                                                                  db: asyncpg.Connection, webhook: WebhookSink,
+                                                                  http: aiohttp.ClientSession) -> None:
+    await db.execute("ALTER TABLE foo ADD CONSTRAINT too_late CHECK (col_timestamp < '2000-01-01')")
+    svc: Service = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND,
+                               SLACK_WEBHOOK_URL=webhook.url).started()
+    failed = await wait_until(lambda: db.fetchrow("SELECT * FROM foojob_runs WHERE status = 'failed'"),
+                              message="a failed run")
+    assert "too_late" in failed["error"] and failed["result"] is None
+    await wait_until(lambda: any("failed" in t for t in webhook.texts()), message="the failure on the webhook")
+    status, body = await get_json(http, "POST", f"{svc.url}/runNow")
+    assert status == 500 and "too_late" in body["error"]
+    assert (await get_json(http, "GET", f"{svc.url}/healthz"))[0] == 200
+
+    await db.execute("ALTER TABLE foo DROP CONSTRAINT too_late")
+    await wait_until(lambda: db.fetchrow("SELECT 1 FROM foojob_runs WHERE status = 'succeeded'"),
+                     message="a run succeeding once the fault is gone")
+    assert svc.proc.poll() is None
+
+
+async def test_sigterm_lets_the_run_in_progress_finish(spawn, db_url: str, db: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
+    svc: Service = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND).started()
+    await wait_until(lambda: _at_least(db, 1), message="a first run")
+    async with row_locked(db_url):
+        # The next fire takes the job's lock and then waits on our row lock: a run in progress.
+        await wait_until(lambda: db.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7263520 AND granted"),
+            message="a run in progress")
+        svc.proc.send_signal(signal.SIGTERM)
+        await svc.wait_log("shutting down")
+        assert svc.proc.poll() is None  # still waiting for the run, not cancelling it
+    assert await svc.stop() == 0
+    runs = await _schedule_runs(db)
+    assert runs[-1]["status"] == "succeeded"  # the run that was in progress completed and was recorded
+    assert await db.fetchval("SELECT count(*) FROM foojob_runs WHERE status <> 'succeeded'") == 0
+
+
+async def test_sigint_stops_cleanly_too(spawn, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    svc: Service = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON).started()
+    assert await svc.stop(signal.SIGINT) == 0
+    assert "stopped" in svc.stderr()
+
+
+async def test_the_cli_acts_on_the_database(db_url: str, db: asyncpg.Connection) -> None:
+    env = {"DATABASE_URL": db_url}
+    result = run_cli("pause", "2h", "deploy", "of", "v2", **env)
+    assert result.returncode == 0, result.stderr
+    assert "foo paused until" in result.stdout and "(deploy of v2)" in result.stdout
+    state = await db.fetchrow("SELECT * FROM foojob_job_state WHERE job = 'foo'")
+    assert state["paused"] and state["paused_by"] == "cli" and state["pause_reason"] == "deploy of v2"
+
+    status = json.loads(run_cli("status", "--json", **env).stdout)
+    assert status["paused"] and status["pausedBy"] == "cli" and status["nextRunAt"] is None
+
+    ran = run_cli("run-now", "--json", **env)
+    assert ran.returncode == 0, ran.stderr
+    run = json.loads(ran.stdout)
+    assert run["trigger"] == "manual" and run["triggeredBy"] == "cli" and run["status"] == "succeeded"
+
+    history = run_cli("history", "-n", "5", **env)
+    assert history.returncode == 0 and f"#{run['id']}" in history.stdout
+
+    assert run_cli("resume", **env).stdout.strip() == "foo resumed"
+    assert run_cli("resume", **env).stdout.strip() == "foo was not paused"
+    text = run_cli("status", **env).stdout
+    assert "foo: active" in text and "schedule: 1 0 * * * — at 00:01 every day (UTC)" in text
+
+    bad = run_cli("pause", "2x", **env)
+    assert bad.returncode == 2 and "not a duration" in bad.stderr
+    assert not (await db.fetchrow("SELECT paused FROM foojob_job_state"))["paused"]
+
+
+async def test_cli_run_now_says_already_running(db_url: str) -> None:
+    async with row_locked(db_url):
+        import asyncio
+
+        blocked = asyncio.create_task(asyncio.to_thread(run_cli, "run-now", DATABASE_URL=db_url))
+        conn = await asyncpg.connect(db_url)
+        try:
+            await wait_until(lambda: conn.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7263520 AND granted"),
+                message="the first run-now to hold the job")
+        finally:
+            await conn.close()
+        second = await asyncio.to_thread(run_cli, "run-now", DATABASE_URL=db_url)
+        assert second.returncode == 3 and "already running" in second.stderr
+    assert (await blocked).returncode == 0
+
+
+async def test_embedded_database_zero_setup_and_restart(spawn, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                        http: aiohttp.ClientSession) -> None:
+    data = tmp_path / "data"
+    svc: Service = await spawn(FOOJOB_DATA_DIR=str(data), FOOJOB_CRON=NEVER_SOON).started(timeout=60)
+    status, row = await get_json(http, "POST", f"{svc.url}/runNow")
+    assert status == 200 and row["id"] == 1
+    assert (await get_json(http, "POST", f"{svc.url}/pause"))[0] == 200
+    assert await svc.stop() == 0
+    assert (data / "PG_VERSION").exists()
+
+    again: Service = await spawn(FOOJOB_DATA_DIR=str(data), FOOJOB_CRON=NEVER_SOON).started(timeout=60)
+    assert await get_json(http, "GET", f"{again.url}/isRunning") == (200, {"message": "false"})
+    _, body = await get_json(http, "GET", f"{again.url}/runs")
+    assert [r["result"] for r in body["runs"]] == [row]
+    assert datetime.fromisoformat(row["colTimestamp"]).tzinfo is not None
+    assert await again.stop() == 0
