@@ -43,9 +43,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+class RedactSecrets(logging.Filter):
+    """Last line of defence: whatever a library logs, a secret's value never reaches the output."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        text = record.exc_text or ""
+        if record.exc_info and not text:
+            text = logging.Formatter().formatException(record.exc_info)
+        if any(s in message or s in text for s in self._secrets):
+            for secret in self._secrets:
+                message = message.replace(secret, "[redacted]")
+                text = text.replace(secret, "[redacted]")
+            record.msg, record.args = message, None
+            record.exc_info, record.exc_text = None, text or None
+        return True
+
+
+def _configure_logging(level: str, secrets: list[str]) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(RedactSecrets(secrets))
+    logging.basicConfig(level=level, handlers=[handler])
     # APScheduler logs every job start and end at INFO; our runner says what matters.
     # pgserver narrates every pg_ctl call at INFO.
     for chatty in ("apscheduler", "pgserver"):
@@ -61,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"foojob: configuration error: {exc}\n")
         return EXIT_USAGE
     _configure_logging(settings.log_level if command == "serve" else
-                       max(settings.log_level, "WARNING", key=logging.getLevelName))
+                       max(settings.log_level, "WARNING", key=logging.getLevelName), settings.secrets())
     try:
         return asyncio.run(_run(command, args, settings))
     except KeyboardInterrupt:

@@ -15,6 +15,7 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import web
@@ -23,12 +24,16 @@ from bot import __version__
 from bot.config import Settings
 from bot.control import Control
 from bot.db import EmbeddedPostgres, Queries, create_pool, migrate, wait_for_database
+from bot.errors import FoojobError
 from bot.http import Backend, build_app
 from bot.metrics import Metrics
 from bot.notify import Message, Notifier, StdoutNotifier, WebhookNotifier
 from bot.runner import Runner
 from bot.scheduler import Scheduler
 from jobs import JOBS
+
+if TYPE_CHECKING:
+    from bot.slack.app import SlackSurface
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +122,19 @@ async def open_core(settings: Settings, *, service: bool, metrics: Metrics | Non
         yield Core(pool, queries, notifier, runner, control, metrics)
 
 
+async def start_slack(settings: Settings, core: Core) -> SlackSurface:
+    from bot.slack.app import SlackSurface  # slack-bolt loads only when Slack is on
+
+    assert settings.slack_bot_token is not None and settings.slack_app_token is not None
+    surface = SlackSurface(bot_token=settings.slack_bot_token, app_token=settings.slack_app_token,
+                           api_url=settings.slack_api_url, allowed_users=settings.slack_allowed_users,
+                           control=core.control, timezone=settings.timezone,
+                           announce_in_channel=settings.slack_webhook_url is None)
+    await surface.start()
+    log.info("Slack control surface on: connecting over Socket Mode to %s", settings.slack_api_url)
+    return surface
+
+
 async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -125,12 +143,17 @@ async def serve(settings: Settings) -> int:
 
     metrics = Metrics(__version__)
     backend = Backend()
+    backend.slack_enabled = settings.slack_enabled
     app = build_app(backend, token=settings.control_api_token, tz=settings.timezone, metrics_=metrics)
     http = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_S, access_log=None)
     await http.setup()
     http_open = True
     try:
-        await web.TCPSite(http, settings.host, settings.port).start()
+        try:
+            await web.TCPSite(http, settings.host, settings.port).start()
+        except OSError as exc:
+            raise FoojobError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror} "
+                              "(another process has that port? set PORT)") from None
         port = http.addresses[0][1] if http.addresses else settings.port
         log.info("HTTP API listening on http://%s:%d", settings.host, port)
 
@@ -152,10 +175,20 @@ async def serve(settings: Settings) -> int:
                 on_pause_expired=core.control.expire_pause,
             )
             for job in core.control.jobs:
-                scheduler.watch_state(await core.control.state(job))
+                state = await core.control.state(job)
+                scheduler.watch_state(state)
+                if state.paused:
+                    until = f" until {state.resume_at.isoformat()}" if state.resume_at else " until resumed"
+                    log.warning("%s is PAUSED%s (by %s%s): its fires will be skipped", job, until,
+                                state.paused_by, f", {state.pause_reason}" if state.pause_reason else "")
             core.control.on_state_change(scheduler.watch_state)
             scheduler.start()
             backend.control = core.control
+            slack = await start_slack(settings, core) if settings.slack_enabled else None
+            if slack is not None:
+                backend.slack_health = slack.health
+            else:
+                log.info("Slack control surface off: set SLACK_BOT_TOKEN and SLACK_APP_TOKEN to turn it on")
             for name, s in settings.schedules.items():
                 log.info("scheduled %s: %s, %s (%s)", name, s.cron.text, s.cron.describe(),
                          settings.timezone.key)
@@ -164,7 +197,8 @@ async def serve(settings: Settings) -> int:
             log.info("shutting down: finishing the run in progress, if any")
             # Stop firing and stop taking requests together; what is running finishes. Then the
             # stack closes the notifier (delivering what it holds), the pool, the database.
-            await asyncio.gather(scheduler.stop(SHUTDOWN_GRACE_S), http.cleanup())
+            await asyncio.gather(scheduler.stop(SHUTDOWN_GRACE_S), http.cleanup(),
+                                 *([slack.close(SHUTDOWN_GRACE_S)] if slack else []))
             http_open = False
     finally:
         if http_open:

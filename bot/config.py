@@ -66,6 +66,15 @@ class Settings:
     control_api_token: Secret | None
     log_level: str
 
+    def secrets(self) -> list[str]:
+        """The values that must never be shown (for the log filter)."""
+        values = [self.slack_bot_token, self.slack_app_token, self.slack_webhook_url, self.control_api_token]
+        found = [v.reveal() for v in values if v is not None]
+        if self.database_url is not None:
+            password = urlsplit(self.database_url.reveal()).password
+            found += [self.database_url.reveal(), *([password] if password and len(password) > 3 else [])]
+        return found
+
     @property
     def slack_enabled(self) -> bool:
         return self.slack_bot_token is not None and self.slack_app_token is not None

@@ -143,6 +143,12 @@ class Control:
             rows = await conn.fetch(self._q["runs"], job, limit)
         return [RunRecord.from_row(row) for row in rows]
 
+    async def first_request(self, key: str, window: timedelta) -> bool:
+        """True the first time ``key`` is seen within ``window``, on any replica; False for a repeat
+        (a double click). Lets a surface make a non-idempotent verb take effect once."""
+        async with self._conn() as conn:
+            return await conn.fetchval(self._q["claim_request_key"], key, window.total_seconds()) is not None
+
     async def ping(self) -> None:
         async with self._conn() as conn:
             await conn.fetchval(self._q["ping"])

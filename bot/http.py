@@ -31,18 +31,20 @@ from jobs import DEFAULT_JOB
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-SlackHealth = Callable[[], Awaitable[str]]  # "connected" | "disconnected" | "off" | "down"
+SlackHealth = Callable[[], Awaitable[str]]  # "connected" | "disconnected" | "down"
 
 class Backend:
-    """What the API serves from; ``control`` is None until the database is ready."""
+    """What the API serves from; ``control`` is None until the database is ready, ``slack_health``
+    None when the Slack surface is off."""
 
     control: Control | None = None
+    slack_health: SlackHealth | None = None
+    slack_enabled: bool = False
 
 
 BACKEND: web.AppKey[Backend] = web.AppKey("backend", Backend)
 TOKEN: web.AppKey[Secret | None] = web.AppKey("token", object)  # type: ignore[arg-type]
 TZ: web.AppKey[ZoneInfo] = web.AppKey("tz", ZoneInfo)
-SLACK_HEALTH: web.AppKey[SlackHealth] = web.AppKey("slack_health", object)  # type: ignore[arg-type]
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 
 
@@ -212,7 +214,11 @@ async def runs(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    slack = await request.app[SLACK_HEALTH]()
+    backend = request.app[BACKEND]
+    if backend.slack_health is not None:
+        slack = await backend.slack_health()
+    else:
+        slack = "disconnected" if backend.slack_enabled else "off"  # enabled: still starting
     try:
         await asyncio.wait_for(_control(request).ping(), timeout=3)
         database = "ok"
@@ -229,17 +235,11 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
-async def _slack_off() -> str:
-    return "off"
-
-
-def build_app(backend: Backend, *, token: Secret | None, tz: ZoneInfo, metrics_: Metrics,
-              slack_health: SlackHealth = _slack_off) -> web.Application:
+def build_app(backend: Backend, *, token: Secret | None, tz: ZoneInfo, metrics_: Metrics) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
     app[BACKEND] = backend
     app[TOKEN] = token
     app[TZ] = tz
-    app[SLACK_HEALTH] = slack_health
     app[METRICS] = metrics_
     app.router.add_post("/runNow", run_now)
     app.router.add_post("/pause", pause)

@@ -89,3 +89,10 @@ INSERT INTO foojob_control_events (job, action, actor, reason, resume_at) VALUES
 
 -- name: ping
 SELECT 1;
+
+-- name: claim_request_key
+-- A row comes back when the key is new, or its last use is older than the window ($2 seconds).
+INSERT INTO foojob_request_keys AS k (key, at) VALUES ($1, now())
+ON CONFLICT (key) DO UPDATE SET at = now()
+    WHERE k.at < now() - make_interval(secs => $2)
+RETURNING key;

@@ -12,9 +12,11 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 import warnings
@@ -60,18 +62,22 @@ async def wait_until(predicate: Callable[[], Any], *, timeout: float = 10.0, int
 # -- PostgreSQL ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server() -> Iterator[str]:
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
         yield url
         return
+    # Not under pytest's tmp_path: pytest deletes all but the newest three of those, which another
+    # pytest run on the machine could do to a server still in use.
+    home = Path(tempfile.mkdtemp(prefix="foojob-test-pg-"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pgserver
 
-        server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+        server = pgserver.get_server(home / "data", cleanup_mode="delete")
     yield server.get_uri()
     server.cleanup()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 async def _admin(url: str, *statements: str) -> None:
@@ -246,20 +252,30 @@ class Service:
         self._err.close()
 
 
-@pytest.fixture
-def spawn(tmp_path: Path, db_url: str) -> Iterator[Callable[..., Service]]:
-    """Start services: ``spawn(DATABASE_URL=…, FOOJOB_CRON=…)``; all are killed after the test
-    (and before the test's database is checked for leaked connections)."""
-    started: list[Service] = []
+class Spawner:
+    """``spawn(DATABASE_URL=…, FOOJOB_CRON=…)`` starts a service; ``kill_all()`` ends them all."""
 
-    def start(*args: str, **env: str) -> Service:
-        service = Service(tmp_path / f"svc{len(started)}", service_env(**env), args)
-        started.append(service)
+    def __init__(self, tmp: Path) -> None:
+        self._tmp = tmp
+        self.started: list[Service] = []
+
+    def __call__(self, *args: str, **env: str) -> Service:
+        service = Service(self._tmp / f"svc{len(self.started)}", service_env(**env), args)
+        self.started.append(service)
         return service
 
-    yield start
-    for service in started:
-        service.kill()
+    def kill_all(self) -> None:
+        for service in self.started:
+            service.kill()
+
+
+@pytest.fixture
+def spawn(tmp_path: Path, db_url: str) -> Iterator[Spawner]:
+    """Services for the test; all are killed after it (before its database is checked for leaked
+    connections)."""
+    spawner = Spawner(tmp_path)
+    yield spawner
+    spawner.kill_all()
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -15,6 +15,7 @@ EXPECTED_COLUMNS = {
                     "error", "triggered_by"},
     "foojob_control_events": {"id", "job", "action", "actor", "reason", "resume_at", "at"},
     "foojob_schema_migrations": {"version", "name", "applied_at"},
+    "foojob_request_keys": {"key", "at"},
 }
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.model import JobState, RunRecord
+from bot.model import JobState, RunRecord, Status
 from bot.notify import Message
 from bot.timefmt import human_duration, rfc3339
 
@@ -87,3 +87,90 @@ def resumed_message(job: str, actor: str | None, automatic: bool) -> Message:
     by = "automatically (the pause ran out)" if automatic else f"by {who(actor)}"
     text = f":arrow_forward: {job} resumed {by}"
     return Message(text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
+
+
+# -- replies and views of the Slack surface -----------------------------------------------------
+
+PAUSE_ACTION = "foojob_pause"
+RESUME_ACTION = "foojob_resume"
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, SECTION_TEXT_MAX)}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(text, SECTION_TEXT_MAX)}]}
+
+
+def text_message(text: str) -> Message:
+    return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=[_section(text)])
+
+
+def _run_line(run: RunRecord, tz: ZoneInfo) -> str:
+    icon = ":white_check_mark:" if run.status == "succeeded" else ":x:"
+    detail = json.dumps(run.result, ensure_ascii=False) if run.status == "succeeded" else (run.error or "")
+    origin = "schedule" if run.trigger == "schedule" else f"{run.trigger} by {who(run.triggered_by)}"
+    return truncate(f"{icon} #{run.id} {rfc3339(run.started_at, tz)} · {human_duration(run.duration)} · "
+                    f"{origin} · `{truncate(detail, 200)}`", 600)
+
+
+def status_blocks(status: Status, tz: ZoneInfo) -> list[dict[str, Any]]:
+    state = status.state
+    if state.paused:
+        until = f" until {rfc3339(state.resume_at, tz)}" if state.resume_at else " until resumed"
+        why = f"\n>{state.pause_reason}" if state.pause_reason else ""
+        head = (f":double_vertical_bar: *{status.job}* is *paused*{until}\n"
+                f"by {who(state.paused_by)} since {rfc3339(state.paused_at, tz)}{why}")
+    else:
+        head = f":arrow_forward: *{status.job}* is *active*" + (" — a run is in progress" if status.running else "")
+    last = _run_line(status.last_run, tz) if status.last_run else "none yet"
+    body = (f"*Schedule:* `{status.schedule}` — {status.schedule_text} ({status.timezone})\n"
+            f"*Next run:* {rfc3339(status.next_run_at, tz) or '— (paused)'}\n*Last run:* {last}")
+    buttons: list[dict[str, Any]] = []
+    if state.paused:
+        buttons.append({"type": "button", "action_id": RESUME_ACTION, "value": status.job, "style": "primary",
+                        "text": {"type": "plain_text", "text": "Resume"}})
+    else:
+        buttons.append({
+            "type": "button", "action_id": PAUSE_ACTION, "value": status.job, "style": "danger",
+            "text": {"type": "plain_text", "text": "Pause"},
+            "confirm": {"title": {"type": "plain_text", "text": f"Pause {status.job}?"},
+                        "text": {"type": "mrkdwn", "text": "Scheduled runs stop until someone resumes."},
+                        "confirm": {"type": "plain_text", "text": "Pause"},
+                        "deny": {"type": "plain_text", "text": "Cancel"}, "style": "danger"},
+        })
+    buttons.append({"type": "button", "action_id": RUN_AGAIN_ACTION, "value": status.job,
+                    "text": {"type": "plain_text", "text": "Run now"}})
+    return [_section(head), _section(body), {"type": "actions", "elements": buttons}]
+
+
+def status_message(status: Status, tz: ZoneInfo) -> Message:
+    state = "paused" if status.state.paused else "active"
+    return Message(text=f"{status.job} is {state}; next run {rfc3339(status.next_run_at, tz) or '— (paused)'}",
+                   blocks=status_blocks(status, tz))
+
+
+def history_message(job: str, runs: list[RunRecord], tz: ZoneInfo) -> Message:
+    if not runs:
+        return text_message(f"*{job}* has not run yet.")
+    lines = [_run_line(run, tz) for run in runs]
+    blocks = [_section(f"*Last {len(runs)} run(s) of {job}*")]
+    chunk: list[str] = []
+    for line in lines:  # several sections: one is limited to 3000 characters
+        if sum(len(c) + 1 for c in chunk) + len(line) > SECTION_TEXT_MAX - 10:
+            blocks.append(_section("\n".join(chunk)))
+            chunk = []
+        chunk.append(line)
+    blocks.append(_section("\n".join(chunk)))
+    return Message(text=truncate(f"Last runs of {job}:\n" + "\n".join(lines), FALLBACK_TEXT_MAX), blocks=blocks)
+
+
+def home_view(statuses: list[Status], runs: list[RunRecord], tz: ZoneInfo) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": "foojob"}}]
+    for status in statuses:
+        blocks.extend(status_blocks(status, tz))
+        blocks.append({"type": "divider"})
+    blocks.append(_section(f"*Last {len(runs)} runs*" if runs else "*No runs yet*"))
+    blocks.extend(_context(_run_line(run, tz)) for run in runs)
+    return {"type": "home", "blocks": blocks[:100]}  # a view holds at most 100 blocks

@@ -1,0 +1,241 @@
+"""A local Slack for slack_sdk's real clients: Web API, Socket Mode websocket, response_url, webhook.
+
+It speaks Slack's wire protocol (the shapes of api.slack.com's Socket Mode and interactivity docs,
+and of slack_sdk's own tests/slack_sdk/socket_mode/mock_socket_mode_server.py):
+
+* ``POST /api/auth.test`` and ``POST /api/apps.connections.open`` (the latter, with an ``xapp-``
+  token, answers a ``ws://`` URL to this server);
+* ``GET /link``: the Socket Mode websocket. It says ``hello``; the test pushes ``slash_commands``,
+  ``interactive`` and ``events_api`` envelopes; the client's acks are recorded with the time they
+  arrived; ``disconnect`` (reason ``refresh_requested``) makes the client fetch a new URL;
+* ``POST /response/<id>``: the ``response_url`` of each command or click, recording what arrives;
+* ``POST /api/chat.postMessage`` and ``POST /api/views.publish``: recorded;
+* ``POST /hooks/<id>``: an incoming webhook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+BOT_TOKEN = "xoxb-17-4242-SIMULATEDBOTTOKEN"
+APP_TOKEN = "xapp-1-A0SIM-4242-SIMULATEDAPPTOKEN"
+TEAM = "T0SIM"
+APP_ID = "A0SIM"
+
+
+@dataclass
+class Ack:
+    envelope_id: str
+    payload: dict[str, Any] | None
+    at: float  # time.monotonic() when it arrived
+
+
+@dataclass
+class Envelope:
+    envelope_id: str
+    sent_at: float
+    response_id: str
+
+
+@dataclass
+class SlackSimulator:
+    base: str = ""
+    sockets: list[web.WebSocketResponse] = field(default_factory=list)
+    acks: dict[str, Ack] = field(default_factory=dict)
+    responses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    posted: list[dict[str, Any]] = field(default_factory=list)
+    published: list[dict[str, Any]] = field(default_factory=list)
+    webhook: list[dict[str, Any]] = field(default_factory=list)
+    connections_opened: int = 0
+    hellos: int = 0
+    api_calls: list[str] = field(default_factory=list)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _runner: web.AppRunner | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> SlackSimulator:
+        app = web.Application()
+        app.router.add_post("/api/auth.test", self._auth_test)
+        app.router.add_post("/api/apps.connections.open", self._connections_open)
+        app.router.add_post("/api/chat.postMessage", self._post_message)
+        app.router.add_post("/api/views.publish", self._views_publish)
+        app.router.add_get("/link", self._link)
+        app.router.add_post("/response/{id}", self._response)
+        app.router.add_post("/hooks/{tail:.*}", self._hook)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        port = self._runner.addresses[0][1]
+        self.base = f"http://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        for ws in list(self.sockets):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base}/api/"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.base}/hooks/T0SIM/B0SIM/SIMULATEDHOOKSECRET"
+
+    # -- Web API ----------------------------------------------------------------------------
+
+    def _token(self, request: web.Request, form: dict[str, Any]) -> str:
+        header = request.headers.get("Authorization", "")
+        return header.removeprefix("Bearer ").strip() or str(form.get("token", ""))
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        if request.content_type == "application/json":
+            return dict(await request.json())
+        return dict(await request.post())
+
+    async def _auth_test(self, request: web.Request) -> web.Response:
+        self.api_calls.append("auth.test")
+        if self._token(request, await self._body(request)) != BOT_TOKEN:
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        return web.json_response({"ok": True, "url": "https://sim.slack.com/", "team": "sim", "user": "foojob",
+                                  "team_id": TEAM, "user_id": "U0FOOJOB", "bot_id": "B0FOOJOB",
+                                  "is_enterprise_install": False})
+
+    async def _connections_open(self, request: web.Request) -> web.Response:
+        self.api_calls.append("apps.connections.open")
+        if self._token(request, await self._body(request)) != APP_TOKEN:
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        self.connections_opened += 1
+        return web.json_response({"ok": True, "url": f"ws{self.base[4:]}/link?ticket={uuid.uuid4()}"})
+
+    async def _post_message(self, request: web.Request) -> web.Response:
+        self.api_calls.append("chat.postMessage")
+        body = await self._body(request)
+        self.posted.append(body)
+        return web.json_response({"ok": True, "channel": body.get("channel"), "ts": f"{time.time():.6f}"})
+
+    async def _views_publish(self, request: web.Request) -> web.Response:
+        self.api_calls.append("views.publish")
+        body = await self._body(request)
+        if isinstance(body.get("view"), str):
+            body["view"] = json.loads(body["view"])
+        self.published.append(body)
+        return web.json_response({"ok": True, "view": {"id": "V0SIM", **body["view"]}})
+
+    async def _response(self, request: web.Request) -> web.Response:
+        self.responses.setdefault(request.match_info["id"], []).append(await request.json())
+        return web.Response(text="ok")
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        self.webhook.append(await request.json())
+        return web.Response(text="ok")
+
+    # -- Socket Mode ------------------------------------------------------------------------
+
+    async def _link(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self.sockets.append(ws)
+        await ws.send_json({"type": "hello", "num_connections": len(self.sockets),
+                            "debug_info": {"host": "sim", "approximate_connection_time": 18060},
+                            "connection_info": {"app_id": APP_ID}})
+        self.hellos += 1
+        try:
+            async for message in ws:
+                if message.type == WSMsgType.TEXT:
+                    data = json.loads(message.data)
+                    if "envelope_id" in data:
+                        self.acks[data["envelope_id"]] = Ack(data["envelope_id"], data.get("payload"),
+                                                             time.monotonic())
+        finally:
+            if ws in self.sockets:
+                self.sockets.remove(ws)
+        return ws
+
+    def connected(self) -> bool:
+        return any(not ws.closed for ws in self.sockets)
+
+    async def _push(self, kind: str, payload: dict[str, Any], *, accepts_response_payload: bool) -> Envelope:
+        live = [ws for ws in self.sockets if not ws.closed]
+        if not live:
+            raise AssertionError("no Socket Mode connection to push to")
+        envelope_id = str(uuid.uuid4())
+        sent = time.monotonic()
+        await live[-1].send_json({"envelope_id": envelope_id, "type": kind, "payload": payload,
+                                  "accepts_response_payload": accepts_response_payload, "retry_attempt": 0,
+                                  "retry_reason": ""})
+        return Envelope(envelope_id, sent, payload.get("response_url", "").rsplit("/", 1)[-1])
+
+    async def command(self, text: str, *, user: str = "U0ALICE", channel: str = "C0OPS") -> Envelope:
+        rid = f"cmd{next(self._ids)}"
+        payload = {
+            "token": "legacy-verification-token", "team_id": TEAM, "team_domain": "sim",
+            "channel_id": channel, "channel_name": "ops", "user_id": user, "user_name": user.lower(),
+            "command": "/foojob", "text": text, "api_app_id": APP_ID, "is_enterprise_install": "false",
+            "response_url": f"{self.base}/response/{rid}", "trigger_id": f"trig.{rid}",
+        }
+        return await self._push("slash_commands", payload, accepts_response_payload=True)
+
+    async def click(self, action_id: str, value: str, *, user: str = "U0ALICE", channel: str = "C0OPS",
+                    message_ts: str = "1700000000.000100", confirm: bool = True) -> Envelope:
+        rid = f"act{next(self._ids)}"
+        payload = {
+            "type": "block_actions", "team": {"id": TEAM, "domain": "sim"},
+            "user": {"id": user, "username": user.lower(), "team_id": TEAM}, "api_app_id": APP_ID,
+            "token": "legacy-verification-token", "trigger_id": f"trig.{rid}",
+            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel,
+                          "is_ephemeral": False},
+            "channel": {"id": channel, "name": "ops"},
+            "message": {"type": "message", "ts": message_ts, "text": "foojob", "blocks": []},
+            "response_url": f"{self.base}/response/{rid}",
+            "actions": [{"action_id": action_id, "block_id": "b1", "value": value, "type": "button",
+                         "action_ts": f"{time.time():.6f}", "text": {"type": "plain_text", "text": action_id}}],
+        }
+        return await self._push("interactive", payload, accepts_response_payload=False)
+
+    async def open_home(self, *, user: str = "U0ALICE") -> Envelope:
+        payload = {
+            "token": "legacy-verification-token", "team_id": TEAM, "api_app_id": APP_ID,
+            "event": {"type": "app_home_opened", "user": user, "channel": "D0HOME", "tab": "home",
+                      "event_ts": f"{time.time():.6f}"},
+            "type": "event_callback", "event_id": f"Ev{next(self._ids)}", "event_time": int(time.time()),
+            "authorizations": [{"enterprise_id": None, "team_id": TEAM, "user_id": "U0FOOJOB", "is_bot": True,
+                                "is_enterprise_install": False}],
+            "is_ext_shared_channel": False,
+        }
+        return await self._push("events_api", payload, accepts_response_payload=False)
+
+    async def refresh(self) -> None:
+        """Ask every client to reconnect, as Slack does a few times an hour."""
+        for ws in list(self.sockets):
+            if not ws.closed:
+                await ws.send_json({"type": "disconnect", "reason": "refresh_requested",
+                                    "debug_info": {"host": "sim"}})
+
+    async def drop(self) -> None:
+        """Close every socket from the server's side (a network blip)."""
+        for ws in list(self.sockets):
+            await ws.close()
+
+    def ack_for(self, envelope: Envelope) -> Ack | None:
+        return self.acks.get(envelope.envelope_id)
+
+    def responses_for(self, envelope: Envelope) -> list[dict[str, Any]]:
+        return self.responses.get(envelope.response_id, [])
+
+
+async def started_simulator() -> SlackSimulator:
+    return await SlackSimulator().start()
+
+
+__all__ = ["APP_TOKEN", "BOT_TOKEN", "SlackSimulator", "asyncio"]
