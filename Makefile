@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # (unless SLACK_WEBHOOK_URL is set), the job every 3 seconds (unless FOOJOB_CRON is set).
 export FOOJOB_CRON ?= */3 * * * * *
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint clean
 
 $(VENV)/.installed-run: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

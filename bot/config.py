@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.cron import CronSchedule
@@ -109,17 +109,30 @@ class Settings:
             slack_webhook_url=_webhook(get("SLACK_WEBHOOK_URL")),
             slack_api_url=_api_url(get("SLACK_API_URL") or "https://slack.com/api/"),
             slack_allowed_users=_users(get("SLACK_ALLOWED_USERS")),
-            host=get("HOST") or "0.0.0.0",
+            host=_host(get("HOST") or "0.0.0.0"),
             port=_port(get("PORT") or "8080"),
             control_api_token=_control_token(get("CONTROL_API_TOKEN")),
             log_level=_log_level(get("LOG_LEVEL") or "INFO"),
         )
 
 
+def _split(value: str, variable: str) -> SplitResult:
+    try:
+        return urlsplit(value)
+    except ValueError:
+        raise ConfigError(variable, "is not a well-formed URL") from None
+
+
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
 def _database_url(value: str | None) -> Secret | None:
     if value is None:
         return None
-    parts = urlsplit(value)
+    parts = _split(value, "DATABASE_URL")
+    sslmode = parse_qs(parts.query).get("sslmode", ["prefer"])[-1]
+    if sslmode not in _SSLMODES:
+        raise ConfigError("DATABASE_URL", f"sslmode must be one of {', '.join(_SSLMODES)}")
     if parts.scheme not in ("postgres", "postgresql"):
         raise ConfigError("DATABASE_URL", "must be a postgres:// or postgresql:// URL")
     if not (parts.netloc or "host=" in parts.query):
@@ -156,14 +169,14 @@ def _token(value: str | None, variable: str, prefix: str) -> Secret | None:
 def _webhook(value: str | None) -> Secret | None:
     if value is None:
         return None
-    parts = urlsplit(value)
+    parts = _split(value, "SLACK_WEBHOOK_URL")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError("SLACK_WEBHOOK_URL", "must be an http(s) URL such as https://hooks.slack.com/services/…")
     return Secret(value)
 
 
 def _api_url(value: str) -> str:
-    parts = urlsplit(value)
+    parts = _split(value, "SLACK_API_URL")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError("SLACK_API_URL", f"must be an http:// or https:// URL, got {value!r}")
     return value if value.endswith("/") else value + "/"
@@ -183,9 +196,15 @@ def _users(value: str | None) -> frozenset[str]:
 
 
 def _port(value: str) -> int:
-    if not value.isdigit() or not 0 <= int(value) <= 65535:
+    if not re.fullmatch(r"[0-9]{1,5}", value) or not 0 <= int(value) <= 65535:
         raise ConfigError("PORT", f"must be a number from 0 to 65535, got {value!r}")
     return int(value)
+
+
+def _host(value: str) -> str:
+    if any(c.isspace() for c in value) or "/" in value:
+        raise ConfigError("HOST", f"must be an address or a host name such as 0.0.0.0 or 127.0.0.1, got {value!r}")
+    return value
 
 
 def _control_token(value: str | None) -> Secret | None:

@@ -8,18 +8,19 @@ State lives in PostgreSQL, so every verb acts the same whichever replica (or CLI
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from bot.cron import CronSchedule
+from bot.db import acquire
 from bot.errors import BadInput, DatabaseUnavailable, UnknownJob
 from bot.model import JobState, RunRecord, Status
 from bot.notify import Notifier
-from bot.runner import _DB_ERRORS, Runner
+from bot.runner import Runner
 from bot.slack.blocks import paused_message, resumed_message
 
 log = logging.getLogger(__name__)
@@ -51,13 +52,8 @@ class Control:
         if job not in self._schedules:
             raise UnknownJob(job)
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
-        try:
-            async with self._pool.acquire() as conn:
-                yield conn
-        except _DB_ERRORS as exc:
-            raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+    def _conn(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        return acquire(self._pool)
 
     # -- verbs ------------------------------------------------------------------------------
 
@@ -150,8 +146,14 @@ class Control:
             return await conn.fetchval(self._q["claim_request_key"], key, window.total_seconds()) is not None
 
     async def ping(self) -> None:
-        async with self._conn() as conn:
-            await conn.fetchval(self._q["ping"])
+        # Twice: after an outage the pool may hand out one connection the server already closed;
+        # the failure discards it, and a second try tells whether the database is really down.
+        try:
+            async with self._conn() as conn:
+                await conn.fetchval(self._q["ping"])
+        except DatabaseUnavailable:
+            async with self._conn() as conn:
+                await conn.fetchval(self._q["ping"])
 
     def _changed(self, state: JobState) -> None:
         for listener in self._listeners:

@@ -319,17 +319,20 @@ class CronSchedule:
         return f"at minute {_join(map(str, self.minutes))} past hour {_join(map(str, self.hours))}"
 
     def _describe_days(self, *, daily: bool) -> str:
-        days = ""
-        if self.days_restricted or self.weekdays_restricted:
-            parts = []
-            if self.days_restricted:
-                word = "day" if len(self.days) == 1 else "days"
-                parts.append(f"on {word} {_join(map(str, sorted(self.days)))} of the month")
-            if self.weekdays_restricted:
-                parts.append("on " + _weekday_words(sorted(self.weekdays)))
-            days = " " + " or ".join(parts)
-        elif daily:
-            days = " every day"
+        some_days = self.days != frozenset(range(1, 32))
+        some_weekdays = self.weekdays != frozenset(range(7))
+        days_text = f"on {'day' if len(self.days) == 1 else 'days'} {_short_list(sorted(self.days))} of the month"
+        weekdays_text = _weekday_words(sorted(self.weekdays))
+        if self.days_restricted and self.weekdays_restricted:
+            days = f" {days_text} or on {weekdays_text}"  # crontab's OR
+        elif some_days and some_weekdays:
+            days = f" {days_text} that fall on a {weekdays_text}"  # a field starting with "*": AND
+        elif some_days:
+            days = f" {days_text}"
+        elif some_weekdays:
+            days = f" on {weekdays_text}"
+        else:
+            days = " every day" if daily else ""
         if self.months != tuple(range(1, 13)):
             days += " in " + _join(_MONTH_NAMES[m - 1] for m in self.months)
         return days
@@ -341,6 +344,12 @@ def _step(values: Sequence[int], size: int) -> int | None:
         return None
     step = values[1] - values[0]
     return step if tuple(range(0, size, step)) == tuple(values) else None
+
+
+def _short_list(values: list[int]) -> str:
+    if len(values) <= 6:
+        return _join(map(str, values))
+    return ", ".join(map(str, values[:3])) + ", …, " + str(values[-1])
 
 
 def _join(items: Iterable[str]) -> str:

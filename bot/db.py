@@ -11,19 +11,48 @@ import json
 import logging
 import re
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from bot.errors import FoojobError
+from bot.errors import DatabaseUnavailable, FoojobError
 
 log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+# What a lost or refused connection raises (as opposed to an error in a statement): the server is
+# down, restarting, or cut us off. asyncpg raises InternalClientError when a terminated idle
+# connection is next used.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
+)
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+
+
+@asynccontextmanager
+async def acquire(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection; a database that cannot be reached raises DatabaseUnavailable.
+
+    Getting a connection can fail with any PostgreSQL error (``database is not currently accepting
+    connections``, too many clients, authentication): all of them mean the database is unavailable.
+    Once connected, only connection errors do; an error in a statement stays what it is.
+    """
+    try:
+        conn = await pool.acquire()
+    except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+        raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+    try:
+        yield conn
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+    finally:
+        await pool.release(conn)
 
 
 class Queries(Mapping[str, str]):

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from bot.errors import BadInput
 
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION = re.compile(r"^(?:([0-9]{1,6})d)?(?:([0-9]{1,6})h)?(?:([0-9]{1,7})m)?(?:([0-9]{1,8})s)?$")
 MAX_PAUSE = timedelta(days=366)
 
 

@@ -206,7 +206,7 @@ async def status(request: web.Request) -> web.Response:
 
 async def runs(request: web.Request) -> web.Response:
     limit_text = request.query.get("limit", "20")
-    if not limit_text.isdigit():
+    if not (limit_text.isascii() and limit_text.isdigit() and len(limit_text) <= 6):
         raise BadInput("limit must be a whole number")
     job = request.query.get("job")
     records = await _control(request).history(job, int(limit_text))

@@ -17,7 +17,7 @@ lock goes with the dead connection.
 
 from __future__ import annotations
 
-import asyncio
+import json
 import logging
 from collections.abc import Mapping
 from datetime import datetime
@@ -25,11 +25,12 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from bot.db import CONNECTION_ERRORS, acquire
 from bot.errors import AlreadyRunning, DatabaseUnavailable, UnknownJob
 from bot.metrics import Metrics
 from bot.model import Job, JobContext, RunRecord, Trigger
 from bot.notify import Notifier
-from bot.slack.blocks import run_result_message, run_unrecorded_message
+from bot.slack.blocks import run_result_message, run_unrecorded_message, truncate
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,13 @@ log = logging.getLogger(__name__)
 # run on another replica) before giving the fire up.
 SCHEDULED_LOCK_WAIT = "30s"
 
-_DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-              asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError)
+
+
+MAX_ERROR = 2000  # characters of a job's error kept with its run
+
+
+class _ConnectionLost(Exception):
+    """The run's connection died while the job was running."""
 
 
 class Runner:
@@ -72,8 +78,9 @@ class Runner:
             record = await self._run_in_transaction(job, trigger, scheduled_for, triggered_by)
         except (AlreadyRunning, UnknownJob):
             raise
-        except _DB_ERRORS as exc:
-            message = f"database unavailable: {type(exc).__name__}: {exc}"
+        except (DatabaseUnavailable, _ConnectionLost, *CONNECTION_ERRORS) as exc:  # type: ignore[misc]
+            message = str(exc) if isinstance(exc, DatabaseUnavailable) else \
+                f"database unavailable: {type(exc).__name__}: {exc}"
             log.error("run of %s (%s) could not be recorded: %s", job.name, trigger, message)
             self._notifier.publish(run_unrecorded_message(job.name, trigger, scheduled_for, message, self._tz))
             raise DatabaseUnavailable(message) from exc
@@ -92,7 +99,7 @@ class Runner:
     async def _run_in_transaction(self, job: Job, trigger: Trigger, scheduled_for: datetime | None,
                                   triggered_by: str | None) -> RunRecord | None:
         q = self._q
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with acquire(self._pool) as conn, conn.transaction():
             if trigger == "manual":
                 if not await conn.fetchval(q["try_lock_job"], job.name):
                     raise AlreadyRunning(job.name)
@@ -120,10 +127,14 @@ class Runner:
             try:
                 async with conn.transaction():  # a savepoint: the job's work rolls back alone
                     result = await job.run(JobContext(conn=conn, queries=q, timezone=self._tz))
-            except _DB_ERRORS:
-                raise  # the connection is gone: nothing can be recorded on it
+                    json.dumps(result)  # a result that cannot be stored is the job's failure too
             except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if conn.is_closed():  # the connection died under the job: nothing can be recorded on it
+                    raise _ConnectionLost(f"{type(exc).__name__}: {exc}") from exc
+                # Whatever the job raised (a constraint, a timeout, an OSError of its own) is its
+                # failure, recorded as such.
+                error = truncate(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, MAX_ERROR)
+                result = None
             row = await conn.fetchrow(q["finish_run"], run_id, "failed" if error else "succeeded",
                                       result, error)
         return RunRecord.from_row(row)

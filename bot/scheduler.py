@@ -25,6 +25,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from bot.cron import CronSchedule, CronTrigger
+from bot.errors import DatabaseUnavailable
 from bot.model import JobState
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,11 @@ class Scheduler:
     # is added; FireExecutor always passes it.
     async def _fire(self, job: str, *, scheduled_for: datetime | None = None) -> None:
         assert scheduled_for is not None
-        await self._on_fire(job, scheduled_for)
+        try:
+            await self._on_fire(job, scheduled_for)
+        except DatabaseUnavailable as exc:
+            # Already logged and reported by the runner; the schedule goes on.
+            log.debug("fire of %s for %s failed: %s", job, scheduled_for.isoformat(), exc)
 
     async def _expire(self, job: str, *, scheduled_for: datetime | None = None) -> None:
         await self._on_pause_expired(job)

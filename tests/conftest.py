@@ -244,6 +244,10 @@ class Service:
         self._err.close()
         return self.proc.returncode
 
+    async def wait_exit(self, timeout: float = 30.0) -> int:
+        await wait_until(lambda: self.proc.poll() is not None, timeout=timeout, message="the service to exit")
+        return self.proc.returncode
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
+from aiohttp import web
 
 from bot.config import Secret
 from bot.control import Control
 from bot.cron import CronSchedule
 from bot.db import Queries, create_pool
 from bot.errors import AlreadyRunning, BadInput, DatabaseUnavailable, UnknownJob
+from bot.model import Job, JobContext
 from bot.notify import WebhookNotifier
 from bot.runner import Runner
 from jobs import JOBS
@@ -178,3 +182,88 @@ async def test_database_gone_is_reported_not_crashed(db_url: str, webhook: Webho
         assert "could not be recorded" in webhook.received[0]["blocks"][0]["text"]["text"]
     finally:
         await notifier.aclose(5)
+
+
+async def _raises_os_error(ctx: JobContext) -> dict[str, Any]:
+    await ctx.conn.execute("INSERT INTO foo VALUES (2, now())")  # work that must be rolled back
+    raise ConnectionResetError("the upstream API hung up")
+
+
+async def _raises_timeout(ctx: JobContext) -> dict[str, Any]:
+    await ctx.conn.execute("SET LOCAL statement_timeout = '50ms'")
+    await ctx.conn.execute("SELECT pg_sleep(1)")
+    return {}
+
+
+async def _returns_no_json(ctx: JobContext) -> dict[str, Any]:
+    return {"when": object()}
+
+
+@pytest.mark.parametrize(("run", "words"), [
+    (_raises_os_error, "ConnectionResetError: the upstream API hung up"),
+    (_raises_timeout, "QueryCanceledError"),
+    (_returns_no_json, "TypeError"),
+])
+async def test_whatever_a_job_raises_is_recorded_as_its_failure(db_url: str, db: asyncpg.Connection,
+                                                               webhook: WebhookSink, run: Any, words: str) -> None:
+    jobs = {"odd": Job(name="odd", run=run, cron_variable="ODD_CRON", default_cron="* * * * *")}
+    pool = await create_pool(db_url)
+    notifier = WebhookNotifier(Secret(webhook.url))
+    notifier.start()
+    try:
+        runner = Runner(pool, Queries(), jobs, notifier, TZ)
+        record = await runner.run("odd", trigger="manual", triggered_by="cli")
+        assert record is not None and record.status == "failed" and words in (record.error or "")
+        assert await db.fetchval("SELECT status FROM foojob_runs WHERE id = $1", record.id) == "failed"
+        assert await db.fetchval("SELECT count(*) FROM foo") == 0
+        await wait_until(lambda: webhook.received, message="the failure report")
+    finally:
+        await notifier.aclose(5)
+        await pool.close()
+
+
+async def test_a_slow_webhook_does_not_delay_the_run(db_url: str) -> None:
+    release = asyncio.Event()
+    got: list[dict[str, Any]] = []
+
+    async def stalled(request: web.Request) -> web.Response:
+        got.append(await request.json())
+        await release.wait()  # Slack hangs until the test lets go
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", stalled)
+    runner_ = web.AppRunner(app)
+    await runner_.setup()
+    await web.TCPSite(runner_, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner_.addresses[0][1]}/hook"
+    pool = await create_pool(db_url)
+    notifier = WebhookNotifier(Secret(url))
+    notifier.start()
+    try:
+        control = Control(pool, Queries(), Runner(pool, Queries(), JOBS, notifier, TZ),
+                          {"foo": CronSchedule.parse("* * * * *")}, TZ, notifier)
+        first = await control.run_now("foo", by="cli")
+        await wait_until(lambda: got, message="the webhook to be called")
+        # The webhook is still hanging on the first message: runs go on regardless.
+        second = await control.run_now("foo", by="cli")
+        assert first.status == second.status == "succeeded" and not release.is_set()
+        release.set()
+        await wait_until(lambda: len(got) == 2, message="the second message, in order, once Slack answers")
+        assert f"run #{first.id}" in got[0]["text"] and f"run #{second.id}" in got[1]["text"]
+    finally:
+        release.set()
+        await notifier.aclose(5)
+        await pool.close()
+        await runner_.cleanup()
+
+
+async def test_a_failing_webhook_is_retried_and_its_url_never_logged(core: Core, webhook: WebhookSink,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    webhook.script = [500, 503]
+    with caplog.at_level(logging.DEBUG):
+        run = await core.control.run_now("foo", by="cli")
+        await wait_until(lambda: webhook.received, timeout=15, message="delivery after two failures")
+    assert f"run #{run.id}" in webhook.received[0]["text"]
+    assert "webhook delivery failed (HTTP 500); retrying" in caplog.text
+    assert "secretpart" not in caplog.text and webhook.url not in caplog.text

@@ -127,6 +127,11 @@ def test_bad_expressions_say_what_is_wrong(expr: str, problem: str) -> None:
     ("5 * * * *", "every hour at minute 5"),
     ("0 */6 * * *", "every 6 hours at minute 0"),
     ("0 0 1 1 *", "at 00:00 on day 1 of the month in January"),
+    ("0 0 */2 * *", "at 00:00 on days 1, 3, 5, …, 31 of the month"),
+    ("0 0 * * */2", "at 00:00 on Sunday, Tuesday, Thursday and Saturday"),
+    ("0 0 */2 * MON", "at 00:00 on days 1, 3, 5, …, 31 of the month that fall on a Monday"),
+    ("0 0 1,15 * FRI", "at 00:00 on days 1 and 15 of the month or on Friday"),
+    ("0 0 * * 1-5", "at 00:00 on Monday through Friday"),
 ])
 def test_schedule_in_words(expr: str, words: str) -> None:
     assert CronSchedule.parse(expr).describe() == words

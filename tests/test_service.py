@@ -83,17 +83,22 @@ async def test_sigterm_lets_the_run_in_progress_finish(spawn, db_url: str, db: a
     svc: Service = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND).started()
     await wait_until(lambda: _at_least(db, 1), message="a first run")
     async with row_locked(db_url):
+        before = len(await _schedule_runs(db))
         # The next fire takes the job's lock and then waits on our row lock: a run in progress.
         await wait_until(lambda: db.fetchval(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7263520 AND granted"),
             message="a run in progress")
         svc.proc.send_signal(signal.SIGTERM)
         await svc.wait_log("shutting down")
-        assert svc.proc.poll() is None  # still waiting for the run, not cancelling it
-    assert await svc.stop() == 0
+        # Still there, its run still waiting on our lock (not cancelled, not rolled back).
+        assert await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'foojob' "
+                                 "AND wait_event_type = 'Lock' AND datname = current_database()") == 1
+        assert svc.proc.poll() is None
+    assert await svc.wait_exit() == 0
     runs = await _schedule_runs(db)
-    assert runs[-1]["status"] == "succeeded"  # the run that was in progress completed and was recorded
-    assert await db.fetchval("SELECT count(*) FROM foojob_runs WHERE status <> 'succeeded'") == 0
+    # The run that was in progress completed and was recorded; no fire ran after the SIGTERM.
+    assert len(runs) == before + 1 and runs[-1]["status"] == "succeeded"
+    assert "stopped" in svc.stderr()
 
 
 async def test_sigint_stops_cleanly_too(spawn, db_url: str) -> None:  # type: ignore[no-untyped-def]
@@ -164,3 +169,32 @@ async def test_embedded_database_zero_setup_and_restart(spawn, tmp_path: Path,  
     assert [r["result"] for r in body["runs"]] == [row]
     assert datetime.fromisoformat(row["colTimestamp"]).tzinfo is not None
     assert await again.stop() == 0
+
+
+async def test_the_database_going_away_gives_503_and_everything_recovers(spawn, db_url: str,  # type: ignore[no-untyped-def]
+                                                                        db: asyncpg.Connection,
+                                                                        http: aiohttp.ClientSession) -> None:
+    svc: Service = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON).started()
+    assert (await get_json(http, "POST", f"{svc.url}/runNow"))[0] == 200
+    name = await db.fetchval("SELECT current_database()")
+    admin = await asyncpg.connect(db_url.rsplit("/", 1)[0] + "/postgres")
+    try:
+        # The database refuses connections and every connection the service had is cut.
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = $1 AND application_name = 'foojob'", name)
+        status, health = await get_json(http, "GET", f"{svc.url}/healthz")
+        assert status == 503 and health["database"] == "unreachable" and health["status"] == "unhealthy"
+        status, body = await get_json(http, "POST", f"{svc.url}/runNow")
+        assert status == 503 and "database unavailable" in body["error"]
+        assert svc.proc.poll() is None
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+    await wait_until(lambda: _healthy(http, svc.url), message="healthz to recover")
+    status, row = await get_json(http, "POST", f"{svc.url}/runNow")
+    assert status == 200 and row["id"] == 1
+
+
+async def _healthy(http: aiohttp.ClientSession, url: str) -> bool:
+    return (await get_json(http, "GET", f"{url}/healthz"))[0] == 200
