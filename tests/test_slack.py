@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import asyncpg
@@ -284,3 +285,50 @@ async def test_no_token_or_webhook_url_in_the_logs(spawn, slack: SlackSimulator,
     for secret in (BOT_TOKEN, APP_TOKEN, slack.webhook_url, "SIMULATEDHOOKSECRET", "SIMULATEDBOTTOKEN",
                    "SIMULATEDAPPTOKEN"):
         assert secret not in logs, f"{secret[:12]}… appears in the logs"
+
+
+async def test_healthz_is_503_when_the_socket_has_been_down_too_long(db_url: str, slack: SlackSimulator,
+                                                                     http: aiohttp.ClientSession) -> None:
+    from aiohttp import web
+
+    from bot.config import Secret
+    from bot.control import Control
+    from bot.cron import CronSchedule
+    from bot.db import Queries, create_pool
+    from bot.http import Backend, build_app
+    from bot.metrics import Metrics
+    from bot.notify import StdoutNotifier
+    from bot.runner import Runner
+    from bot.slack.app import SlackSurface
+    from jobs import JOBS
+
+    tz = ZoneInfo("UTC")
+    pool = await create_pool(db_url)
+    notifier = StdoutNotifier()
+    control = Control(pool, Queries(), Runner(pool, Queries(), JOBS, notifier, tz),
+                      {"foo": CronSchedule.parse(NEVER_SOON)}, tz, notifier)
+    # The service waits a minute before calling the socket down; this one waits half a second.
+    surface = SlackSurface(bot_token=Secret(BOT_TOKEN), app_token=Secret(APP_TOKEN), api_url=slack.api_url,
+                           allowed_users=frozenset(), control=control, timezone=tz, announce_in_channel=False,
+                           down_after_s=0.5)
+    backend = Backend()
+    backend.control, backend.slack_health, backend.slack_enabled = control, surface.health, True
+    runner = web.AppRunner(build_app(backend, token=None, tz=tz, metrics_=Metrics("test")))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/healthz"
+    try:
+        await surface.start()
+        await wait_until(lambda: _health_is(http, url, 200, "connected"), message="connected")
+        await slack.stop()  # Slack is gone and stays gone
+        await wait_until(lambda: _health_is(http, url, 200, "disconnected"), message="disconnected, still 200")
+        await wait_until(lambda: _health_is(http, url, 503, "disconnected"), message="503 once down too long")
+    finally:
+        await surface.close(1)
+        await runner.cleanup()
+        await pool.close()
+
+
+async def _health_is(http: aiohttp.ClientSession, url: str, status: int, slack_state: str) -> bool:
+    got, body = await get_json(http, "GET", url)
+    return got == status and body["slack"] == slack_state

@@ -46,7 +46,8 @@ CLICK_WINDOW = timedelta(seconds=30)
 
 class SlackSurface:
     def __init__(self, *, bot_token: Secret, app_token: Secret, api_url: str, allowed_users: frozenset[str],
-                 control: Control, timezone: ZoneInfo, announce_in_channel: bool) -> None:
+                 control: Control, timezone: ZoneInfo, announce_in_channel: bool,
+                 down_after_s: float = DOWN_AFTER_S) -> None:
         self._control = control
         self._tz = timezone
         self._allowed = allowed_users
@@ -60,6 +61,7 @@ class SlackSurface:
         self._handler: AsyncSocketModeHandler | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_connected = time.monotonic()
+        self._down_after_s = down_after_s
         self._register()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -95,7 +97,7 @@ class SlackSurface:
         while True:
             if await self.connected():
                 self._last_connected = time.monotonic()
-            await asyncio.sleep(1)
+            await asyncio.sleep(min(1.0, self._down_after_s / 4))
 
     async def connected(self) -> bool:
         # is_connected() is a coroutine: forgetting the await makes a health check always green.
@@ -105,7 +107,7 @@ class SlackSurface:
         """``connected``, ``disconnected``, or ``down`` (disconnected for over a minute)."""
         if await self.connected():
             return "connected"
-        return "down" if time.monotonic() - self._last_connected > DOWN_AFTER_S else "disconnected"
+        return "down" if time.monotonic() - self._last_connected > self._down_after_s else "disconnected"
 
     # -- handlers ---------------------------------------------------------------------------
 
