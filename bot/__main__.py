@@ -106,7 +106,14 @@ async def _run(command: str, args: argparse.Namespace, settings: Settings) -> in
         from bot import cli
 
         try:
-            return await cli.run(command, args, core.control, settings.timezone)
+            status = await cli.run(command, args, core.control, settings.timezone)
+            if settings.slack_webhook_url is not None:
+                # What the command reported is in the outbox; send it now rather than leave it for
+                # the service (which may not be running).
+                from bot.outbox import Dispatcher
+
+                await Dispatcher(core.pool, core.queries, settings.slack_webhook_url).drain(10)
+            return status
         except AlreadyRunning as exc:
             sys.stderr.write(f"foojob: {exc}\n")
             return EXIT_BUSY

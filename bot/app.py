@@ -2,9 +2,13 @@
 
 Start-up: HTTP binds first (platforms such as Heroku want ``$PORT`` bound at once; until the
 database is ready the API answers 503), then the database (embedded or external), migrations,
-the notifier, the core, and last the scheduler. Shutdown (SIGTERM or SIGINT) is the reverse:
-stop firing and stop accepting requests, let the run in progress finish (up to 25 s), deliver what
-the notifier holds, close the pool, stop the embedded server. Exit status 0.
+the core, the outbox dispatcher and the LISTEN connection, one catch-up run if a fire was missed
+while every replica was down, the scheduler, and last Slack.
+
+Shutdown (SIGTERM or SIGINT) is the reverse: stop firing, stop accepting requests and Slack
+commands, and let the run in progress finish (up to 25 s); finish the Slack delivery in progress
+(what is still pending stays in the outbox for the next process); close the pool; stop the
+embedded server. Exit status 0.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiohttp import web
@@ -23,11 +28,13 @@ from aiohttp import web
 from bot import __version__
 from bot.config import Settings
 from bot.control import Control
-from bot.db import EmbeddedPostgres, Queries, create_pool, migrate, wait_for_database
-from bot.errors import FoojobError
+from bot.db import EmbeddedPostgres, Queries, connect, create_pool, migrate, wait_for_database
+from bot.errors import DatabaseUnavailable, FoojobError
 from bot.http import Backend, build_app
+from bot.listener import Listener
 from bot.metrics import Metrics
-from bot.notify import Message, Notifier, StdoutNotifier, WebhookNotifier
+from bot.notify import Notifier, OutboxNotifier, SilentNotifier, StdoutNotifier
+from bot.outbox import Dispatcher
 from bot.runner import Runner
 from bot.scheduler import Scheduler
 from jobs import JOBS
@@ -38,22 +45,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 25.0
-NOTIFY_DRAIN_S = 5.0
+DELIVERY_GRACE_S = 6.0  # a POST to Slack times out after 5 s
 POOL_CLOSE_S = 5.0
-
-
-class SilentNotifier:
-    """For CLI commands without a webhook: the command prints its own answer."""
-
-    def publish(self, message: Message) -> None:
-        return None
-
-    async def aclose(self, within_s: float) -> None:
-        return None
 
 
 @dataclass
 class Core:
+    dsn: str
     pool: asyncpg.Pool
     queries: Queries
     notifier: Notifier
@@ -95,7 +93,7 @@ async def open_core(settings: Settings, *, service: bool, metrics: Metrics | Non
         dsn = await stack.enter_async_context(open_database(settings))
         await wait_for_database(dsn)
         queries = Queries()
-        conn = await asyncpg.connect(dsn)
+        conn = await connect(dsn)
         try:
             await migrate(conn, queries)
         finally:
@@ -105,21 +103,19 @@ async def open_core(settings: Settings, *, service: bool, metrics: Metrics | Non
 
         notifier: Notifier
         if settings.slack_webhook_url is not None:
-            webhook = WebhookNotifier(settings.slack_webhook_url)
-            webhook.start()
-            notifier = webhook
+            notifier = OutboxNotifier(settings.slack_webhook_url, queries)
         elif service:
             notifier = StdoutNotifier()
             log.info("SLACK_WEBHOOK_URL is unset: run results go to stdout")
         else:
             notifier = SilentNotifier()
-        stack.push_async_callback(notifier.aclose, NOTIFY_DRAIN_S)
+        stack.push_async_callback(notifier.aclose, DELIVERY_GRACE_S)
 
         metrics = metrics or Metrics(__version__)
         schedules = {name: s.cron for name, s in settings.schedules.items()}
         runner = Runner(pool, queries, JOBS, notifier, settings.timezone, metrics)
         control = Control(pool, queries, runner, schedules, settings.timezone, notifier)
-        yield Core(pool, queries, notifier, runner, control, metrics)
+        yield Core(dsn, pool, queries, notifier, runner, control, metrics)
 
 
 async def start_slack(settings: Settings, core: Core) -> SlackSurface:
@@ -133,6 +129,45 @@ async def start_slack(settings: Settings, core: Core) -> SlackSurface:
     await surface.start()
     log.info("Slack control surface on: connecting over Socket Mode to %s", settings.slack_api_url)
     return surface
+
+
+async def catch_up(settings: Settings, core: Core) -> None:
+    """One run for the latest fire missed while every replica was down, if it is recent enough,
+    the job has run before, and it is not paused (the runner checks that). Never more than one."""
+    if not settings.misfire_grace:
+        return
+    now = datetime.now(UTC)
+    for name, schedule in settings.schedules.items():
+        missed = schedule.cron.latest_between(now - settings.misfire_grace, now, settings.timezone)
+        if missed is None:
+            continue
+        try:
+            if not await core.control.has_run(name):
+                continue  # a first start never catches up
+            run = await core.runner.run(name, trigger="catch-up", scheduled_for=missed)
+        except DatabaseUnavailable as exc:
+            log.warning("no catch-up for %s: %s", name, exc)
+            continue
+        if run is not None:
+            log.warning("%s missed its fire of %s while no replica was up: ran it now (run %d, %s)",
+                        name, missed.isoformat(), run.id, run.status)
+
+
+class _Tasks:
+    """Background tasks started from callbacks, kept so that shutdown can wait for them."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def cancel(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 async def serve(settings: Settings) -> int:
@@ -168,35 +203,68 @@ async def serve(settings: Settings) -> int:
                 await asyncio.gather(starting, return_exceptions=True)
                 return 0
             core = starting.result()
+            tasks = _Tasks()
+            stack.push_async_callback(tasks.cancel)
 
             scheduler = Scheduler(
                 {name: s.cron for name, s in settings.schedules.items()}, settings.timezone,
                 on_fire=lambda job, at: core.runner.run(job, trigger="schedule", scheduled_for=at),
                 on_pause_expired=core.control.expire_pause,
             )
+            core.control.on_state_change(scheduler.watch_state)
+
+            dispatcher: Dispatcher | None = None
+            if settings.slack_webhook_url is not None:
+                dispatcher = Dispatcher(core.pool, core.queries, settings.slack_webhook_url)
+                dispatcher.start()
+                stack.push_async_callback(dispatcher.stop, DELIVERY_GRACE_S)
+
+            async def reread(job: str, *, noticed: bool) -> None:
+                try:
+                    state = await core.control.state(job)
+                except DatabaseUnavailable:
+                    return
+                scheduler.watch_state(state)
+                if noticed:
+                    log.info("%s is now %s (a change made anywhere, heard through NOTIFY)", job,
+                             f"paused by {state.paused_by}" if state.paused else "active")
+
+            async def on_connect() -> None:  # also after a reconnection: re-read what was missed
+                for job in core.control.jobs:
+                    await reread(job, noticed=False)
+                if dispatcher is not None:
+                    dispatcher.wake()
+
+            listener = Listener(core.dsn, {
+                "foojob_control": lambda job: tasks.spawn(reread(job, noticed=True)),
+                "foojob_outbox": lambda _id: dispatcher.wake() if dispatcher else None,
+            }, on_connect)
+            listener.start()
+            stack.push_async_callback(listener.stop)
+
             for job in core.control.jobs:
                 state = await core.control.state(job)
-                scheduler.watch_state(state)
                 if state.paused:
                     until = f" until {state.resume_at.isoformat()}" if state.resume_at else " until resumed"
                     log.warning("%s is PAUSED%s (by %s%s): its fires will be skipped", job, until,
                                 state.paused_by, f", {state.pause_reason}" if state.pause_reason else "")
-            core.control.on_state_change(scheduler.watch_state)
+            await catch_up(settings, core)
             scheduler.start()
             backend.control = core.control
+            for name, s in settings.schedules.items():
+                log.info("scheduled %s: %s, %s (%s)", name, s.cron.text, s.cron.describe(),
+                         settings.timezone.key)
             slack = await start_slack(settings, core) if settings.slack_enabled else None
             if slack is not None:
                 backend.slack_health = slack.health
             else:
                 log.info("Slack control surface off: set SLACK_BOT_TOKEN and SLACK_APP_TOKEN to turn it on")
-            for name, s in settings.schedules.items():
-                log.info("scheduled %s: %s, %s (%s)", name, s.cron.text, s.cron.describe(),
-                         settings.timezone.key)
 
             await stopping
             log.info("shutting down: finishing the run in progress, if any")
-            # Stop firing and stop taking requests together; what is running finishes. Then the
-            # stack closes the notifier (delivering what it holds), the pool, the database.
+            # Stop firing, taking requests and taking Slack commands together; what is running
+            # finishes. Then the stack stops the listener and the dispatcher (pending messages stay
+            # in the outbox), closes the pool and the database.
             await asyncio.gather(scheduler.stop(SHUTDOWN_GRACE_S), http.cleanup(),
                                  *([slack.close(SHUTDOWN_GRACE_S)] if slack else []))
             http_open = False

@@ -11,12 +11,14 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import SplitResult, parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.cron import CronSchedule
-from bot.errors import ConfigError, CronError
+from bot.durations import parse_duration
+from bot.errors import BadInput, ConfigError, CronError
 from jobs import JOBS
 
 
@@ -65,6 +67,7 @@ class Settings:
     port: int
     control_api_token: Secret | None
     log_level: str
+    misfire_grace: timedelta
 
     def secrets(self) -> list[str]:
         """The values that must never be shown (for the log filter)."""
@@ -113,6 +116,7 @@ class Settings:
             port=_port(get("PORT") or "8080"),
             control_api_token=_control_token(get("CONTROL_API_TOKEN")),
             log_level=_log_level(get("LOG_LEVEL") or "INFO"),
+            misfire_grace=_grace(get("FOOJOB_MISFIRE_GRACE") or "1h"),
         )
 
 
@@ -213,6 +217,15 @@ def _control_token(value: str | None) -> Secret | None:
     if len(value) < 16 or any(c.isspace() for c in value):
         raise ConfigError("CONTROL_API_TOKEN", "must be at least 16 characters with no spaces")
     return Secret(value)
+
+
+def _grace(value: str) -> timedelta:
+    if value == "0":
+        return timedelta(0)
+    try:
+        return parse_duration(value)
+    except BadInput as exc:
+        raise ConfigError("FOOJOB_MISFIRE_GRACE", f"{exc} (or 0 for no catch-up)") from None
 
 
 def _log_level(value: str) -> str:

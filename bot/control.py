@@ -73,37 +73,44 @@ class Control:
             raise BadInput("the reason is too long (500 characters at most)")
         resume_at = datetime.now(UTC) + duration if duration else None
         async with self._conn() as conn, conn.transaction():
-            row = await conn.fetchrow(self._q["pause_job"], job, by, reason or None, resume_at)
+            state = JobState(**await conn.fetchrow(self._q["pause_job"], job, by, reason or None, resume_at))
             await conn.execute(self._q["record_control_event"], job, "pause", by, reason or None, resume_at)
-        state = JobState(**row)
+            await conn.execute(self._q["notify_control"], job)  # every replica hears it at COMMIT
+            after_commit = await self._notifier.stage(conn, paused_message(state, self._tz))
+        after_commit()
         log.info("%s paused by %s%s%s", job, by, f" until {resume_at.isoformat()}" if resume_at else "",
                  f" ({reason})" if reason else "")
-        self._notifier.publish(paused_message(state, self._tz))
         self._changed(state)
         return state
 
     async def resume(self, job: str, *, by: str) -> bool:
         """Resume the schedule (idempotent). Returns whether it was paused."""
         self._check_job(job)
+        after_commit = _nothing
         async with self._conn() as conn, conn.transaction():
             changed = await conn.fetchval(self._q["resume_job"], job) is not None
             if changed:
                 await conn.execute(self._q["record_control_event"], job, "resume", by, None, None)
+                await conn.execute(self._q["notify_control"], job)
+                after_commit = await self._notifier.stage(conn, resumed_message(job, by, automatic=False))
+        after_commit()
         if changed:
             log.info("%s resumed by %s", job, by)
-            self._notifier.publish(resumed_message(job, by, automatic=False))
         self._changed(await self.state(job))
         return changed
 
     async def expire_pause(self, job: str) -> bool:
         """End a timed pause whose time has come. Only one caller (replica) gets True."""
+        after_commit = _nothing
         async with self._conn() as conn, conn.transaction():
             changed = await conn.fetchval(self._q["expire_pause"], job) is not None
             if changed:
                 await conn.execute(self._q["record_control_event"], job, "auto-resume", None, None, None)
+                await conn.execute(self._q["notify_control"], job)
+                after_commit = await self._notifier.stage(conn, resumed_message(job, None, automatic=True))
+        after_commit()
         if changed:
             log.info("%s resumed automatically: its timed pause ran out", job)
-            self._notifier.publish(resumed_message(job, None, automatic=True))
             self._changed(await self.state(job))
         return changed
 
@@ -145,6 +152,16 @@ class Control:
         async with self._conn() as conn:
             return await conn.fetchval(self._q["claim_request_key"], key, window.total_seconds()) is not None
 
+    async def has_run(self, job: str) -> bool:
+        async with self._conn() as conn:
+            return bool(await conn.fetchval(self._q["job_has_run"], job))
+
+    async def outbox_depth(self) -> tuple[int, float]:
+        """Messages waiting for Slack, and the age in seconds of the oldest (0 when none)."""
+        async with self._conn() as conn:
+            row = await conn.fetchrow(self._q["outbox_depth"])
+        return int(row["depth"]), float(row["oldest_age_s"] or 0.0)
+
     async def ping(self) -> None:
         # Twice: after an outage the pool may hand out one connection the server already closed;
         # the failure discards it, and a second try tells whether the database is really down.
@@ -158,6 +175,10 @@ class Control:
     def _changed(self, state: JobState) -> None:
         for listener in self._listeners:
             listener(state)
+
+
+def _nothing() -> None:
+    return None
 
 
 def _state(job: str, row: Mapping[str, object] | None) -> JobState:

@@ -272,6 +272,14 @@ class CronSchedule:
         assert best is not None
         return best.astimezone(tz)
 
+    def latest_between(self, since: datetime, until: datetime, tz: tzinfo) -> datetime | None:
+        """The last fire instant in ``(since, until]``, or None."""
+        latest = None
+        after = since
+        while (fire := self.next_after(after, tz)) <= until:
+            latest = after = fire
+        return latest
+
     def iter_after(self, after: datetime, tz: tzinfo, count: int) -> list[datetime]:
         """The next ``count`` fire instants after ``after``."""
         out: list[datetime] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -123,8 +124,14 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+# Each process names its connections "foojob:<pid>", so an operator (or a test) looking at
+# pg_stat_activity can tell which process holds what.
+def application_name() -> str:
+    return f"foojob:{os.getpid()}"
+
+
 async def connect(dsn: str) -> asyncpg.Connection:
-    conn = await asyncpg.connect(dsn, server_settings={"application_name": "foojob"})
+    conn = await asyncpg.connect(dsn, server_settings={"application_name": application_name()})
     await _init_connection(conn)
     return conn
 
@@ -135,7 +142,7 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
-        server_settings={"application_name": "foojob"},
+        server_settings={"application_name": application_name()},
         # A dead server must fail a request quickly rather than hang it.
         timeout=5,
         command_timeout=60,

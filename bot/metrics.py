@@ -24,6 +24,10 @@ class Metrics:
                                   buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
         self.paused = Gauge("foojob_paused", "1 while the job's schedule is paused", ["job"],
                             registry=self.registry)
+        self.outbox_depth = Gauge("foojob_outbox_depth", "Messages waiting to be delivered to Slack",
+                                  registry=self.registry)
+        self.outbox_age = Gauge("foojob_outbox_oldest_age_seconds", "Age of the oldest undelivered message",
+                                registry=self.registry)
         Info("foojob_build", "Build information", registry=self.registry).info({"version": version})
 
     def observe_run(self, run: RunRecord) -> None:
@@ -38,5 +42,9 @@ class Metrics:
                 # On an outage keep the last known value; /healthz reports the outage.
                 with contextlib.suppress(DatabaseUnavailable):
                     self.paused.labels(job).set(1 if (await control.state(job)).paused else 0)
+            with contextlib.suppress(DatabaseUnavailable):
+                depth, age = await control.outbox_depth()
+                self.outbox_depth.set(depth)
+                self.outbox_age.set(age)
 
         return generate_latest(self.registry)

@@ -1,25 +1,31 @@
-"""Where run results and announcements go: the Slack incoming webhook, or stdout.
+"""Where run results and announcements go: the Slack incoming webhook (through the outbox), or
+stdout.
 
-``publish`` never blocks and never raises: messages are queued and a background task delivers
-them in order, so a slow or failing webhook never delays or fails a run. This first version keeps
-the queue in memory (a few retries, then the message is dropped with an error in the log); the
-durable outbox replaces the queue behind the same ``Notifier`` interface.
+A message is *staged* inside the transaction of what it reports (the run and its record, the
+pause): with a webhook it is a row of ``foojob_outbox`` committed with them, so it can be lost
+only together with the run itself; ``bot.outbox.Dispatcher`` delivers it later, with retries.
+Without a webhook it is printed once the transaction commits. ``publish_now`` is for the one case
+where there is no transaction to write into — the database is unreachable — and sends straight
+to the webhook, best effort.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
+import asyncpg
 
 from bot.config import Secret
 
 log = logging.getLogger(__name__)
+
+AfterCommit = Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -34,10 +40,17 @@ class Message:
 
 
 class Notifier(Protocol):
-    def publish(self, message: Message) -> None: ...
+    async def stage(self, conn: asyncpg.Connection, message: Message) -> AfterCommit:
+        """Called inside the transaction the message reports on; returns what to do after COMMIT."""
 
-    async def aclose(self, within_s: float) -> None:
-        """Deliver what is queued, for up to ``within_s`` seconds, then stop."""
+    def publish_now(self, message: Message) -> None:
+        """Best effort, outside any transaction (the database cannot be written)."""
+
+    async def aclose(self, within_s: float) -> None: ...
+
+
+def _nothing() -> None:
+    return None
 
 
 # Slack's emoji codes, as a terminal shows them.
@@ -45,9 +58,12 @@ _EMOJI = {":white_check_mark:": "✅", ":x:": "❌", ":double_vertical_bar:": "�
 
 
 class StdoutNotifier:
-    """No webhook configured: each message's text on its own line of stdout."""
+    """No webhook configured: each message's text on its own line of stdout, once committed."""
 
-    def publish(self, message: Message) -> None:
+    async def stage(self, conn: asyncpg.Connection, message: Message) -> AfterCommit:
+        return lambda: self.publish_now(message)
+
+    def publish_now(self, message: Message) -> None:
         text = message.text
         for code, char in _EMOJI.items():
             text = text.replace(code, char)
@@ -58,67 +74,54 @@ class StdoutNotifier:
         return None
 
 
-class WebhookNotifier:
-    RETRY_DELAYS = (1.0, 2.0, 4.0)
-    MAX_QUEUE = 1000
+class SilentNotifier:
+    """CLI commands without a webhook: the command prints its own answer."""
 
-    def __init__(self, url: Secret, *, timeout_s: float = 10.0) -> None:
-        self._url = url
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._queue: asyncio.Queue[Message] = asyncio.Queue()
-        self._session: aiohttp.ClientSession | None = None
-        self._task: asyncio.Task[None] | None = None
+    async def stage(self, conn: asyncpg.Connection, message: Message) -> AfterCommit:
+        return _nothing
 
-    def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=self._timeout)
-        self._task = asyncio.create_task(self._deliver_forever(), name="webhook-notifier")
-
-    def publish(self, message: Message) -> None:
-        if self._queue.qsize() >= self.MAX_QUEUE:
-            self._queue.get_nowait()
-            log.error("webhook queue full: dropped the oldest message")
-        self._queue.put_nowait(message)
-
-    async def _deliver_forever(self) -> None:
-        while True:
-            message = await self._queue.get()
-            try:
-                await self._deliver(message)
-            finally:
-                self._queue.task_done()
-
-    async def _deliver(self, message: Message) -> None:
-        assert self._session is not None
-        body = json.dumps(message.payload())
-        for attempt, delay in enumerate((*self.RETRY_DELAYS, None), start=1):
-            problem: str
-            try:
-                async with self._session.post(self._url.reveal(), data=body,
-                                              headers={"Content-Type": "application/json"}) as resp:
-                    if resp.status < 300:
-                        return
-                    problem = f"HTTP {resp.status}"
-                    if resp.status in (400, 403, 404, 410):  # Slack will never accept it
-                        log.error("webhook refused a message for good (%s): %s", problem,
-                                  (await resp.text())[:200])
-                        return
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                # Never log the exception itself: aiohttp puts the URL (a secret) in its text.
-                problem = type(exc).__name__
-            if delay is None:
-                log.error("webhook delivery failed %d times (%s); message dropped", attempt, problem)
-                return
-            log.warning("webhook delivery failed (%s); retrying in %.0f s", problem, delay)
-            await asyncio.sleep(delay)
+    def publish_now(self, message: Message) -> None:
+        return None
 
     async def aclose(self, within_s: float) -> None:
-        if self._task is None:
-            return
-        try:
-            await asyncio.wait_for(self._queue.join(), within_s)
-        except TimeoutError:
-            log.warning("shutting down with %d undelivered webhook message(s)", self._queue.qsize())
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
+        return None
+
+
+class OutboxNotifier:
+    """Messages become rows of the outbox, in the caller's transaction."""
+
+    def __init__(self, url: Secret, queries: Mapping[str, str]) -> None:
+        self._url = url
+        self._q = queries
+        self._direct: set[asyncio.Task[None]] = set()
+
+    async def stage(self, conn: asyncpg.Connection, message: Message) -> AfterCommit:
+        await conn.execute(self._q["outbox_add"], message.payload())
+        return _nothing
+
+    def publish_now(self, message: Message) -> None:
+        task = asyncio.ensure_future(self._send_direct(message))
+        self._direct.add(task)
+        task.add_done_callback(self._direct.discard)
+
+    async def _send_direct(self, message: Message) -> None:
+        from bot.outbox import post  # the same HTTP rules as the dispatcher
+
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            for delay in (1.0, 2.0, 4.0, None):
+                outcome = await post(session, self._url, message.payload())
+                if outcome.delivered or outcome.permanent:
+                    if outcome.permanent:
+                        log.error("webhook refused a message for good: %s", outcome.detail)
+                    return
+                if delay is None:
+                    log.error("could not deliver a message straight to the webhook (%s); it is lost",
+                              outcome.detail)
+                    return
+                await asyncio.sleep(outcome.retry_after or delay)
+
+    async def aclose(self, within_s: float) -> None:
+        if self._direct:
+            await asyncio.wait(set(self._direct), timeout=within_s)
+        for task in self._direct:
+            task.cancel()

@@ -82,7 +82,7 @@ class Runner:
             message = str(exc) if isinstance(exc, DatabaseUnavailable) else \
                 f"database unavailable: {type(exc).__name__}: {exc}"
             log.error("run of %s (%s) could not be recorded: %s", job.name, trigger, message)
-            self._notifier.publish(run_unrecorded_message(job.name, trigger, scheduled_for, message, self._tz))
+            self._notifier.publish_now(run_unrecorded_message(job.name, trigger, scheduled_for, message, self._tz))
             raise DatabaseUnavailable(message) from exc
         if record is None:
             return None
@@ -93,7 +93,6 @@ class Runner:
                 f": {record.error}" if record.error else "")
         if self._metrics is not None:
             self._metrics.observe_run(record)
-        self._notifier.publish(run_result_message(record, self._tz))
         return record
 
     async def _run_in_transaction(self, job: Job, trigger: Trigger, scheduled_for: datetime | None,
@@ -137,4 +136,8 @@ class Runner:
                 result = None
             row = await conn.fetchrow(q["finish_run"], run_id, "failed" if error else "succeeded",
                                       result, error)
-        return RunRecord.from_row(row)
+            record = RunRecord.from_row(row)
+            # The message is part of the run: committed with it, or not at all.
+            after_commit = await self._notifier.stage(conn, run_result_message(record, self._tz))
+        after_commit()
+        return record

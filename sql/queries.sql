@@ -96,3 +96,46 @@ INSERT INTO foojob_request_keys AS k (key, at) VALUES ($1, now())
 ON CONFLICT (key) DO UPDATE SET at = now()
     WHERE k.at < now() - make_interval(secs => $2)
 RETURNING key;
+
+-- name: notify_control
+SELECT pg_notify('foojob_control', $1);
+
+-- name: outbox_add
+-- The NOTIFY is sent at COMMIT, so dispatchers wake only for messages that exist.
+WITH added AS (INSERT INTO foojob_outbox (payload) VALUES ($1) RETURNING id)
+SELECT id, pg_notify('foojob_outbox', id::text) FROM added;
+
+-- name: outbox_head
+-- Only the oldest pending message may go (order); if another replica holds it, nothing does.
+SELECT id, payload, attempts, next_attempt_at, greatest(0, extract(epoch FROM next_attempt_at - now())) AS wait_s
+FROM foojob_outbox
+WHERE id = (SELECT min(id) FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL)
+FOR UPDATE SKIP LOCKED;
+
+-- name: outbox_take_token
+-- Take one token from the bucket ($1 tokens a second, $2 at most); no row back: none to take.
+INSERT INTO foojob_outbox_pace AS p (destination, tokens, updated_at)
+VALUES ('webhook', $2 - 1, clock_timestamp())
+ON CONFLICT (destination) DO UPDATE SET
+    tokens = least($2, p.tokens + extract(epoch FROM clock_timestamp() - p.updated_at) * $1) - 1,
+    updated_at = clock_timestamp()
+WHERE least($2, p.tokens + extract(epoch FROM clock_timestamp() - p.updated_at) * $1) >= 1
+RETURNING tokens;
+
+-- name: outbox_delivered
+UPDATE foojob_outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1;
+
+-- name: outbox_retry
+UPDATE foojob_outbox
+SET attempts = attempts + $4, next_attempt_at = now() + make_interval(secs => $2), last_error = $3
+WHERE id = $1;
+
+-- name: outbox_failed
+UPDATE foojob_outbox SET failed_at = now(), attempts = attempts + 1, last_error = $2 WHERE id = $1;
+
+-- name: outbox_depth
+SELECT count(*) AS depth, extract(epoch FROM now() - min(created_at)) AS oldest_age_s
+FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL;
+
+-- name: job_has_run
+SELECT EXISTS (SELECT 1 FROM foojob_runs WHERE job = $1);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from bot.cron import CronSchedule
 from bot.db import Queries, create_pool
 from bot.errors import AlreadyRunning, BadInput, DatabaseUnavailable, UnknownJob
 from bot.model import Job, JobContext
-from bot.notify import WebhookNotifier
+from bot.notify import OutboxNotifier
+from bot.outbox import Dispatcher
 from bot.runner import Runner
 from jobs import JOBS
 from tests.conftest import WebhookSink, row_locked, wait_until
@@ -33,19 +35,30 @@ class Core:
     pool: asyncpg.Pool
     runner: Runner
     control: Control
-    notifier: WebhookNotifier
+    notifier: OutboxNotifier
+
+
+@contextlib.asynccontextmanager
+async def delivering(pool: asyncpg.Pool, url: str) -> AsyncIterator[OutboxNotifier]:
+    """The outbox and its dispatcher, as the service has them (polling often: no LISTEN here)."""
+    notifier = OutboxNotifier(Secret(url), Queries())
+    dispatcher = Dispatcher(pool, Queries(), Secret(url), idle_poll_s=0.1)
+    dispatcher.start()
+    try:
+        yield notifier
+    finally:
+        await dispatcher.stop(5)
+        await notifier.aclose(5)
 
 
 @pytest.fixture
 async def core(db_url: str, webhook: WebhookSink) -> AsyncIterator[Core]:
     pool = await create_pool(db_url)
-    notifier = WebhookNotifier(Secret(webhook.url))
-    notifier.start()
-    queries = Queries()
-    runner = Runner(pool, queries, JOBS, notifier, TZ)
-    control = Control(pool, queries, runner, {"foo": CronSchedule.parse("*/3 * * * * *")}, TZ, notifier)
-    yield Core(pool, runner, control, notifier)
-    await notifier.aclose(5)
+    async with delivering(pool, webhook.url) as notifier:
+        queries = Queries()
+        runner = Runner(pool, queries, JOBS, notifier, TZ)
+        control = Control(pool, queries, runner, {"foo": CronSchedule.parse("*/3 * * * * *")}, TZ, notifier)
+        yield Core(pool, runner, control, notifier)
     await pool.close()
 
 
@@ -168,8 +181,7 @@ async def test_history_is_newest_first_and_limited(core: Core) -> None:
 
 async def test_database_gone_is_reported_not_crashed(db_url: str, webhook: WebhookSink) -> None:
     pool = await create_pool(db_url)
-    notifier = WebhookNotifier(Secret(webhook.url))
-    notifier.start()
+    notifier = OutboxNotifier(Secret(webhook.url), Queries())
     runner = Runner(pool, Queries(), JOBS, notifier, TZ)
     control = Control(pool, Queries(), runner, {"foo": CronSchedule.parse("* * * * *")}, TZ, notifier)
     await pool.close()  # as good as a dead server, from the pool's side
@@ -208,17 +220,15 @@ async def test_whatever_a_job_raises_is_recorded_as_its_failure(db_url: str, db:
                                                                webhook: WebhookSink, run: Any, words: str) -> None:
     jobs = {"odd": Job(name="odd", run=run, cron_variable="ODD_CRON", default_cron="* * * * *")}
     pool = await create_pool(db_url)
-    notifier = WebhookNotifier(Secret(webhook.url))
-    notifier.start()
     try:
-        runner = Runner(pool, Queries(), jobs, notifier, TZ)
-        record = await runner.run("odd", trigger="manual", triggered_by="cli")
-        assert record is not None and record.status == "failed" and words in (record.error or "")
-        assert await db.fetchval("SELECT status FROM foojob_runs WHERE id = $1", record.id) == "failed"
-        assert await db.fetchval("SELECT count(*) FROM foo") == 0
-        await wait_until(lambda: webhook.received, message="the failure report")
+        async with delivering(pool, webhook.url) as notifier:
+            runner = Runner(pool, Queries(), jobs, notifier, TZ)
+            record = await runner.run("odd", trigger="manual", triggered_by="cli")
+            assert record is not None and record.status == "failed" and words in (record.error or "")
+            assert await db.fetchval("SELECT status FROM foojob_runs WHERE id = $1", record.id) == "failed"
+            assert await db.fetchval("SELECT count(*) FROM foo") == 0
+            await wait_until(lambda: webhook.received, message="the failure report")
     finally:
-        await notifier.aclose(5)
         await pool.close()
 
 
@@ -238,22 +248,20 @@ async def test_a_slow_webhook_does_not_delay_the_run(db_url: str) -> None:
     await web.TCPSite(runner_, "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{runner_.addresses[0][1]}/hook"
     pool = await create_pool(db_url)
-    notifier = WebhookNotifier(Secret(url))
-    notifier.start()
     try:
-        control = Control(pool, Queries(), Runner(pool, Queries(), JOBS, notifier, TZ),
-                          {"foo": CronSchedule.parse("* * * * *")}, TZ, notifier)
-        first = await control.run_now("foo", by="cli")
-        await wait_until(lambda: got, message="the webhook to be called")
-        # The webhook is still hanging on the first message: runs go on regardless.
-        second = await control.run_now("foo", by="cli")
-        assert first.status == second.status == "succeeded" and not release.is_set()
-        release.set()
-        await wait_until(lambda: len(got) == 2, message="the second message, in order, once Slack answers")
-        assert f"run #{first.id}" in got[0]["text"] and f"run #{second.id}" in got[1]["text"]
+        async with delivering(pool, url) as notifier:
+            control = Control(pool, Queries(), Runner(pool, Queries(), JOBS, notifier, TZ),
+                              {"foo": CronSchedule.parse("* * * * *")}, TZ, notifier)
+            first = await control.run_now("foo", by="cli")
+            await wait_until(lambda: got, message="the webhook to be called")
+            # The webhook is still hanging on the first message: runs go on regardless.
+            second = await control.run_now("foo", by="cli")
+            assert first.status == second.status == "succeeded" and not release.is_set()
+            release.set()
+            await wait_until(lambda: len(got) == 2, message="the second message, in order, once Slack answers")
+            assert f"run #{first.id}" in got[0]["text"] and f"run #{second.id}" in got[1]["text"]
     finally:
         release.set()
-        await notifier.aclose(5)
         await pool.close()
         await runner_.cleanup()
 
@@ -265,5 +273,5 @@ async def test_a_failing_webhook_is_retried_and_its_url_never_logged(core: Core,
         run = await core.control.run_now("foo", by="cli")
         await wait_until(lambda: webhook.received, timeout=15, message="delivery after two failures")
     assert f"run #{run.id}" in webhook.received[0]["text"]
-    assert "webhook delivery failed (HTTP 500); retrying" in caplog.text
+    assert "delivery of message" in caplog.text and "failed (HTTP 500" in caplog.text
     assert "secretpart" not in caplog.text and webhook.url not in caplog.text

@@ -16,6 +16,9 @@ EXPECTED_COLUMNS = {
     "foojob_control_events": {"id", "job", "action", "actor", "reason", "resume_at", "at"},
     "foojob_schema_migrations": {"version", "name", "applied_at"},
     "foojob_request_keys": {"key", "at"},
+    "foojob_outbox": {"id", "payload", "created_at", "attempts", "next_attempt_at", "delivered_at", "failed_at",
+                      "last_error"},
+    "foojob_outbox_pace": {"destination", "tokens", "updated_at"},
 }
 
 

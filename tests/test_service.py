@@ -91,8 +91,9 @@ async def test_sigterm_lets_the_run_in_progress_finish(spawn, db_url: str, db: a
         svc.proc.send_signal(signal.SIGTERM)
         await svc.wait_log("shutting down")
         # Still there, its run still waiting on our lock (not cancelled, not rolled back).
-        assert await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'foojob' "
-                                 "AND wait_event_type = 'Lock' AND datname = current_database()") == 1
+        assert await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 "
+                                 "AND wait_event_type = 'Lock' AND datname = current_database()",
+                                 f"foojob:{svc.proc.pid}") == 1
         assert svc.proc.poll() is None
     assert await svc.wait_exit() == 0
     runs = await _schedule_runs(db)
@@ -182,7 +183,7 @@ async def test_the_database_going_away_gives_503_and_everything_recovers(spawn, 
         # The database refuses connections and every connection the service had is cut.
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE datname = $1 AND application_name = 'foojob'", name)
+                            "WHERE datname = $1 AND application_name = $2", name, f"foojob:{svc.proc.pid}")
         status, health = await get_json(http, "GET", f"{svc.url}/healthz")
         assert status == 503 and health["database"] == "unreachable" and health["status"] == "unhealthy"
         status, body = await get_json(http, "POST", f"{svc.url}/runNow")

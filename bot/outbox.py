@@ -1,0 +1,174 @@
+"""Delivers the outbox to the Slack webhook: in order, at Slack's pace, with retries, on any replica.
+
+Every replica runs a :class:`Dispatcher`. Only the oldest pending message may be delivered, and it
+is locked (``FOR UPDATE SKIP LOCKED``) for the length of the POST, so replicas never deliver two
+messages at once nor one message twice, and order holds. The lock is held in a transaction that
+marks the message delivered when Slack says so: a crash before that COMMIT leaves the message
+pending for the next dispatcher — delivered once normally, at least once across a crash.
+
+Slack's rules for incoming webhooks: about one message a second (short bursts allowed), 429 with
+``Retry-After`` when faster; 400 ``invalid_payload``, 403 ``action_prohibited``, 404
+``channel_not_found`` and 410 ``channel_is_archived`` will never succeed, so such a message is
+set aside (``failed_at``, ``last_error``) with an error in the log, and the queue moves on. Any
+other failure (5xx, timeout, connection refused) is retried with exponential backoff and jitter,
+for as long as it takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from bot.config import Secret
+from bot.db import acquire
+from bot.errors import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+PERMANENT = frozenset({400, 403, 404, 410})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivered: bool = False
+    permanent: bool = False
+    retry_after: float | None = None
+    detail: str = ""
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return max(0.0, min(float(value or ""), 3600.0))
+    except ValueError:
+        return 30.0  # Slack always sends seconds; be patient if it does not
+
+
+async def post(session: aiohttp.ClientSession, url: Secret, payload: dict[str, Any]) -> Outcome:
+    """POST one message; never raises, never puts the URL (a secret) in ``detail``."""
+    try:
+        async with session.post(url.reveal(), json=payload) as resp:
+            body = (await resp.text())[:200]
+            if resp.status < 300:
+                return Outcome(delivered=True)
+            detail = f"HTTP {resp.status} {body}".strip()
+            if resp.status == 429:
+                return Outcome(retry_after=_retry_after(resp.headers.get("Retry-After")), detail=detail)
+            return Outcome(permanent=resp.status in PERMANENT, detail=detail)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        # Not str(exc): aiohttp puts the URL in its messages.
+        return Outcome(detail=type(exc).__name__)
+
+
+class Dispatcher:
+    def __init__(self, pool: asyncpg.Pool, queries: Mapping[str, str], url: Secret, *,
+                 rate_per_s: float = 1.0, burst: float = 3.0, timeout_s: float = 5.0,
+                 backoff_base_s: float = 0.5, backoff_cap_s: float = 15.0, idle_poll_s: float = 2.0) -> None:
+        self._pool = pool
+        self._q = queries
+        self._url = url
+        self._rate, self._burst = rate_per_s, burst
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._base, self._cap = backoff_base_s, backoff_cap_s
+        self._idle = idle_poll_s
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=self._timeout)
+        self._task = asyncio.create_task(self._run(), name="outbox-dispatcher")
+
+    def wake(self) -> None:
+        """A message was added (NOTIFY foojob_outbox): look now rather than at the next poll."""
+        self._wake.set()
+
+    async def stop(self, within_s: float) -> None:
+        """Finish the delivery in progress (if any), then stop; what is pending stays for later."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), within_s)
+            except TimeoutError:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    async def drain(self, within_s: float) -> None:
+        """Deliver what is pending, for up to ``within_s`` seconds (a CLI command before it exits)."""
+        self._session = self._session or aiohttp.ClientSession(timeout=self._timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        try:
+            while loop.time() < deadline:
+                wait = await self.deliver_one()
+                if wait is not None:
+                    if wait >= self._idle:  # nothing pending (or another process is on it)
+                        return
+                    await asyncio.sleep(min(wait, max(0.0, deadline - loop.time())))
+        finally:
+            await self._session.close()
+
+    async def _run(self) -> None:
+        outage = False
+        while not self._stopping:
+            try:
+                wait = await self.deliver_one()
+                if outage:
+                    log.info("outbox: database reachable again")
+                    outage = False
+            except DatabaseUnavailable as exc:
+                if not outage:
+                    log.warning("outbox: %s; messages wait in the database", exc)
+                    outage = True
+                wait = self._idle
+            except Exception:
+                log.exception("outbox: unexpected error; trying again shortly")
+                wait = self._idle
+            if wait is None or self._stopping:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def deliver_one(self) -> float | None:
+        """Try the head of the queue. None: go again at once; a number: wait that long (or a wake)."""
+        assert self._session is not None
+        async with acquire(self._pool) as conn, conn.transaction():
+            head = await conn.fetchrow(self._q["outbox_head"])
+            if head is None:
+                return self._idle
+            if head["wait_s"] > 0:
+                return min(float(head["wait_s"]), self._idle)
+            if await conn.fetchval(self._q["outbox_take_token"], self._rate, self._burst) is None:
+                return 1.0 / self._rate
+            outcome = await post(self._session, self._url, head["payload"])
+            if outcome.delivered:
+                await conn.execute(self._q["outbox_delivered"], head["id"])
+                return None
+            if outcome.permanent:
+                log.error("outbox: Slack refused message %d for good (%s); it is set aside", head["id"],
+                          outcome.detail)
+                await conn.execute(self._q["outbox_failed"], head["id"], outcome.detail)
+                return None
+            if outcome.retry_after is not None:
+                delay, attempt = outcome.retry_after, 0  # Slack asked us to slow down: not a failure
+                log.warning("outbox: rate limited by Slack; message %d waits %.0f s (Retry-After)",
+                            head["id"], delay)
+            else:
+                ceiling = min(self._cap, self._base * 2 ** min(head["attempts"], 20))
+                delay, attempt = ceiling / 2 + random.uniform(0, ceiling / 2), 1
+                log.warning("outbox: delivery of message %d failed (%s); retry %d in %.1f s", head["id"],
+                            outcome.detail, head["attempts"] + 1, delay)
+            await conn.execute(self._q["outbox_retry"], head["id"], delay, outcome.detail, attempt)
+            return None
