@@ -158,15 +158,32 @@ async def db(db_url: str) -> AsyncIterator[asyncpg.Connection]:
 # -- a webhook sink -----------------------------------------------------------------------------
 
 @dataclass
+class Attempt:
+    at: float  # time.monotonic() when the request arrived
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass
 class WebhookSink:
-    """Plays a Slack incoming webhook: records each POST; answers 200 "ok" unless scripted."""
+    """Plays a Slack incoming webhook: records each POST; answers 200 "ok" unless scripted.
+
+    ``script`` is consumed one entry per request: a status (``500``, ``410``), ``(429, seconds)``
+    for a rate limit with ``Retry-After``, or ``("stall", seconds)`` to hang before answering 200.
+    While ``down`` is set every request gets 500.
+    """
 
     url: str = ""
-    received: list[dict[str, Any]] = field(default_factory=list)
-    script: list[int] = field(default_factory=list)  # statuses to answer first, in order
+    received: list[dict[str, Any]] = field(default_factory=list)  # bodies answered 200, in order
+    attempts: list[Attempt] = field(default_factory=list)
+    script: list[Any] = field(default_factory=list)
+    down: bool = False
 
     def texts(self) -> list[str]:
         return [m["text"] for m in self.received]
+
+    def run_ids(self) -> list[int]:
+        return [int(m) for t in self.texts() for m in re.findall(r"run #(\d+)", t)]
 
 
 @pytest.fixture
@@ -175,15 +192,26 @@ async def webhook() -> AsyncIterator[WebhookSink]:
 
     async def receive(request: web.Request) -> web.Response:
         body = await request.json()
-        status = sink.script.pop(0) if sink.script else 200
-        if status == 200:
+        step = sink.script.pop(0) if sink.script else (500 if sink.down else 200)
+        if isinstance(step, tuple) and step[0] == "stall":
+            sink.attempts.append(Attempt(time.monotonic(), 0, body))
+            await asyncio.sleep(step[1])
+            step = 200
+        elif isinstance(step, tuple):
+            sink.attempts.append(Attempt(time.monotonic(), step[0], body))
+            return web.Response(status=step[0], text="rate_limited", headers={"Retry-After": str(step[1])})
+        else:
+            sink.attempts.append(Attempt(time.monotonic(), step, body))
+        if step == 200:
             sink.received.append(body)
             return web.Response(text="ok")
-        return web.Response(status=status, text="scripted_failure")
+        reason = {400: "invalid_payload", 403: "action_prohibited", 404: "channel_not_found",
+                  410: "channel_is_archived"}.get(step, "scripted_failure")
+        return web.Response(status=step, text=reason)
 
     app = web.Application()
     app.router.add_post("/services/T000/B000/secretpart", receive)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

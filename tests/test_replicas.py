@@ -1,0 +1,298 @@
+"""Guarantees under replicas and faults, with real processes on the real PostgreSQL.
+
+Each test prints what it observed (run with ``-s`` to see the figures).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import asyncpg
+
+from tests.conftest import Service, Spawner, WebhookSink, get_json, row_locked, run_cli, wait_until
+
+EVERY_SECOND = "* * * * * *"
+NEVER_SOON = "0 0 1 1 *"
+RUN_LOCK = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 7263520 AND granted"
+
+
+async def start_all(spawn: Spawner, n: int, **env: str) -> list[Service]:
+    services = [spawn(**env) for _ in range(n)]
+    return [await s.started() for s in services]
+
+
+async def schedule_instants(db: asyncpg.Connection) -> list[datetime]:
+    rows = await db.fetch("SELECT scheduled_for FROM foojob_runs WHERE trigger = 'schedule' ORDER BY 1")
+    return [r["scheduled_for"] for r in rows]
+
+
+async def test_three_replicas_run_every_second_exactly_once(spawn: Spawner, db_url: str, db: asyncpg.Connection,
+                                                            webhook: WebhookSink) -> None:
+    await start_all(spawn, 3, DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND, SLACK_WEBHOOK_URL=webhook.url)
+    first = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    last = first + timedelta(seconds=19)
+    await wait_until(lambda: _has_instant(db, last), timeout=30, message="20 seconds of fires")
+    instants = [t for t in await schedule_instants(db) if first <= t <= last]
+    expected = [first + timedelta(seconds=i) for i in range(20)]
+    missing = sorted(set(expected) - set(instants))
+    duplicates = len(instants) - len(set(instants))
+    print(f"\n3 replicas, 20 s: {len(instants)} runs for 20 fires, {duplicates} duplicates, {len(missing)} missed")
+    assert duplicates == 0 and not missing, f"missing fires: {missing}"
+    assert await db.fetchval("SELECT count(*) FROM foojob_runs WHERE status <> 'succeeded'") == 0
+    # Every run's message reached Slack once, in the order of the runs.
+    run_ids = [r["id"] for r in await db.fetch("SELECT id FROM foojob_runs ORDER BY id")]
+    await wait_until(lambda: len(webhook.received) >= len(run_ids), timeout=30, message="all messages")
+    assert webhook.run_ids()[: len(run_ids)] == run_ids
+
+
+async def _has_instant(db: asyncpg.Connection, instant: datetime) -> bool:
+    return bool(await db.fetchval("SELECT count(*) FROM foojob_runs WHERE scheduled_for >= $1", instant))
+
+
+async def test_pause_on_one_replica_holds_for_all_within_a_second(spawn: Spawner, db_url: str,
+                                                                  db: asyncpg.Connection,
+                                                                  http: aiohttp.ClientSession) -> None:
+    a, b, c = await start_all(spawn, 3, DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND)
+    await wait_until(lambda: schedule_instants(db), message="runs")
+    assert (await get_json(http, "POST", f"{a.url}/pause", json={"reason": "incident"}))[0] == 200
+    paused_at = await db.fetchval("SELECT now()")
+    for replica in (b, c):  # the NOTIFY reaches the others
+        await replica.wait_log(r"foo is now paused by http", timeout=1.0)
+    for replica in (a, b, c):
+        await replica.wait_log(r"skipped: paused", count=2, timeout=5)
+    late = await db.fetchval("SELECT count(*) FROM foojob_runs WHERE trigger = 'schedule' AND started_at > $1",
+                             paused_at + timedelta(seconds=1))
+    print(f"\nruns started more than 1 s after the pause, on any of 3 replicas: {late}")
+    assert late == 0
+    for replica in (a, b, c):
+        assert await get_json(http, "GET", f"{replica.url}/isRunning") == (200, {"message": "false"})
+    assert (await get_json(http, "POST", f"{c.url}/resume"))[0] == 200
+    resumed_at = await db.fetchval("SELECT now()")
+    await wait_until(lambda: db.fetchval("SELECT count(*) FROM foojob_runs WHERE started_at > $1", resumed_at),
+                     message="runs again after the resume")
+
+
+async def test_kill_9_mid_run_leaves_no_half_row_and_no_duplicate(spawn: Spawner, db_url: str,
+                                                                  db: asyncpg.Connection) -> None:
+    a, b = await start_all(spawn, 2, DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND)
+    await wait_until(lambda: schedule_instants(db), message="runs")
+    by_pid = {a.proc.pid: a, b.proc.pid: b}
+    async with row_locked(db_url):
+        # A run is in progress: it holds the job's lock and waits on our lock on foo's row.
+        holder = await wait_until(lambda: _run_holder(db), message="a run in progress")
+        victim = by_pid[int(holder.split(":")[1])]
+        victim.proc.send_signal(signal.SIGKILL)
+        killed_at = await db.fetchval("SELECT now()")
+        survivor = b if victim is a else a
+        # The other replica's fire was waiting for the same job: it takes over.
+        await wait_until(lambda: _holder_is(db, f"foojob:{survivor.proc.pid}"),
+                         message="the survivor to take over the run")
+        released_at = await db.fetchval("SELECT now()")
+    await wait_until(lambda: db.fetchval("SELECT count(*) FROM foojob_runs WHERE started_at > $1", released_at),
+                     message="runs after the lock is released")
+    rows = await db.fetch("SELECT * FROM foojob_runs ORDER BY id")
+    instants = [r["scheduled_for"] for r in rows if r["scheduled_for"] is not None]
+    assert len(instants) == len(set(instants))  # no fire twice
+    assert all(r["status"] == "succeeded" for r in rows)  # no half row, nothing left "running"
+    taken_over = [r for r in rows if killed_at <= r["started_at"] < released_at]
+    assert len(taken_over) == 1  # the fire the killed replica was running ran once, on the survivor
+    # foo holds what the last committed run wrote, not what the killed one half did.
+    last = rows[-1]["result"]
+    stored = await db.fetchval("SELECT col_timestamp FROM foo WHERE id = 1")
+    assert datetime.fromisoformat(last["colTimestamp"]) == stored
+    print(f"\nkill -9 mid-run: {len(rows)} runs, 0 duplicates, taken over by the other replica: run "
+          f"{taken_over[0]['id']}")
+
+
+async def _run_holder(db: asyncpg.Connection) -> str | None:
+    """The application_name (``foojob:<pid>``) of the process running the job, if any."""
+    return await db.fetchval(f"SELECT application_name FROM pg_stat_activity WHERE pid = ({RUN_LOCK} LIMIT 1)")
+
+
+async def _holder_is(db: asyncpg.Connection, name: str) -> bool:
+    return await _run_holder(db) == name
+
+
+async def test_cut_connections_come_back_by_themselves(spawn: Spawner, db_url: str, db: asyncpg.Connection) -> None:
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND).started()
+    await svc.wait_log("listening for changes from other replicas")
+    await wait_until(lambda: schedule_instants(db), message="runs")
+    cut = await db.fetchval("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                            "WHERE application_name = $1", f"foojob:{svc.proc.pid}")
+    cut_at = await db.fetchval("SELECT now()")
+    assert cut >= 2  # the pool's connection(s) and the listening one
+    await svc.wait_log("listening for changes from other replicas again", timeout=10)
+    await wait_until(lambda: db.fetchval("SELECT count(*) FROM foojob_runs WHERE started_at > $1", cut_at),
+                     timeout=10, message="runs after the connections were cut")
+    # A pause from another process reaches it through the new LISTEN connection.
+    assert run_cli("pause", "deploy", DATABASE_URL=db_url).returncode == 0
+    await svc.wait_log("foo is now paused by cli", timeout=2)
+    assert svc.proc.poll() is None
+
+
+# -- Slack delivery ---------------------------------------------------------------------------------
+
+async def _outbox(db: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await db.fetch("SELECT * FROM foojob_outbox ORDER BY id")
+
+
+async def test_5xx_is_retried_until_slack_takes_it(spawn: Spawner, db_url: str, db: asyncpg.Connection,
+                                                   webhook: WebhookSink, http: aiohttp.ClientSession) -> None:
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON, SLACK_WEBHOOK_URL=webhook.url).started()
+    webhook.script = [500, 500]
+    status, _ = await get_json(http, "POST", f"{svc.url}/runNow")
+    assert status == 200  # the run does not wait for Slack
+    await wait_until(lambda: webhook.received, timeout=15, message="delivery after two 500s")
+    [row] = await _outbox(db)
+    assert row["delivered_at"] is not None and row["attempts"] == 3
+    assert [a.status for a in webhook.attempts] == [500, 500, 200] and len(webhook.received) == 1
+    assert webhook.url not in svc.stderr() and "secretpart" not in svc.stderr()
+
+
+async def test_429_waits_for_retry_after(spawn: Spawner, db_url: str, db: asyncpg.Connection,
+                                         webhook: WebhookSink, http: aiohttp.ClientSession) -> None:
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON, SLACK_WEBHOOK_URL=webhook.url).started()
+    webhook.script = [(429, 2)]
+    assert (await get_json(http, "POST", f"{svc.url}/runNow"))[0] == 200
+    await wait_until(lambda: webhook.received, timeout=10, message="delivery after the rate limit")
+    limited, delivered = webhook.attempts
+    print(f"\n429 Retry-After: 2 → next attempt {delivered.at - limited.at:.2f} s later")
+    assert limited.status == 429 and delivered.status == 200
+    assert delivered.at - limited.at >= 2.0  # not a moment before Slack said
+    assert "rate limited by Slack" in svc.stderr()
+
+
+async def test_a_stalled_webhook_delays_neither_runs_nor_order(spawn: Spawner, db_url: str,
+                                                               db: asyncpg.Connection, webhook: WebhookSink,
+                                                               http: aiohttp.ClientSession) -> None:
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON, SLACK_WEBHOOK_URL=webhook.url).started()
+    webhook.script = [("stall", 10)]
+    ids = []
+    for _ in range(3):
+        status, _ = await get_json(http, "POST", f"{svc.url}/runNow")
+        assert status == 200
+        ids.append(await db.fetchval("SELECT max(id) FROM foojob_runs"))
+    assert len(webhook.attempts) <= 1  # all three runs done while Slack still hangs on the first message
+    await wait_until(lambda: len(set(webhook.run_ids())) == 3, timeout=30, message="all three messages")
+    seen = list(dict.fromkeys(webhook.run_ids()))  # the stalled one may arrive twice (at least once)
+    assert seen == ids
+
+
+async def test_a_permanent_error_sets_the_message_aside_and_the_queue_moves_on(
+        spawn: Spawner, db_url: str, db: asyncpg.Connection, webhook: WebhookSink,
+        http: aiohttp.ClientSession) -> None:
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON, SLACK_WEBHOOK_URL=webhook.url).started()
+    webhook.script = [410]
+    for _ in range(2):
+        assert (await get_json(http, "POST", f"{svc.url}/runNow"))[0] == 200
+    await wait_until(lambda: webhook.received, timeout=10, message="the second message")
+    refused, delivered = await _outbox(db)
+    assert refused["failed_at"] is not None and "410 channel_is_archived" in refused["last_error"]
+    assert refused["attempts"] == 1  # never retried
+    assert delivered["delivered_at"] is not None
+    assert "Slack refused message" in svc.stderr() and "channel_is_archived" in svc.stderr()
+
+
+async def test_a_long_webhook_outage_loses_nothing_and_keeps_order(spawn: Spawner, db_url: str,
+                                                                   db: asyncpg.Connection, webhook: WebhookSink,
+                                                                   http: aiohttp.ClientSession) -> None:
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON, SLACK_WEBHOOK_URL=webhook.url).started()
+    webhook.down = True
+    for _ in range(4):
+        assert (await get_json(http, "POST", f"{svc.url}/runNow"))[0] == 200
+    await wait_until(lambda: len(webhook.attempts) >= 4, timeout=20, message="several failed attempts")
+    webhook.down = False
+    ids = [r["id"] for r in await db.fetch("SELECT id FROM foojob_runs ORDER BY id")]
+    await wait_until(lambda: len(webhook.received) == 4, timeout=30, message="every message after the outage")
+    assert webhook.run_ids() == ids
+    assert all(r["delivered_at"] is not None for r in await _outbox(db))
+
+
+async def test_sigterm_leaves_undelivered_messages_to_the_next_process(spawn: Spawner, db_url: str,
+                                                                       db: asyncpg.Connection,
+                                                                       webhook: WebhookSink,
+                                                                       http: aiohttp.ClientSession) -> None:
+    env = {"DATABASE_URL": db_url, "FOOJOB_CRON": NEVER_SOON, "SLACK_WEBHOOK_URL": webhook.url}
+    first = await spawn(**env).started()
+    webhook.down = True
+    assert (await get_json(http, "POST", f"{first.url}/runNow"))[0] == 200
+    await wait_until(lambda: webhook.attempts, message="a failed attempt")
+    assert await first.stop() == 0
+    [pending] = await _outbox(db)
+    assert pending["delivered_at"] is None and pending["failed_at"] is None
+    webhook.down = False
+    await spawn(**env).started()
+    await wait_until(lambda: webhook.received, timeout=20, message="the next process to deliver it")
+    assert (await _outbox(db))[0]["delivered_at"] is not None
+
+
+# -- catch-up ---------------------------------------------------------------------------------------
+
+def _minutes_ago_cron(minutes: int) -> tuple[str, datetime]:
+    """An hourly schedule whose latest fire was ``minutes`` ago (so no process can have run it)."""
+    fire = (datetime.now(UTC) - timedelta(minutes=minutes)).replace(second=0, microsecond=0)
+    return f"{fire.minute} * * * *", fire
+
+
+async def _catch_ups(db: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await db.fetch("SELECT * FROM foojob_runs WHERE trigger = 'catch-up'")
+
+
+async def test_one_catch_up_run_after_everyone_was_down(spawn: Spawner, db_url: str, db: asyncpg.Connection) -> None:
+    cron, fire = _minutes_ago_cron(5)
+    # The job has run before: the last scheduled run was an hour and five minutes ago, and every
+    # replica was down since, missing a fire every minute... the schedule here is hourly, so one.
+    await db.execute("INSERT INTO foojob_runs (job, trigger, scheduled_for, started_at, finished_at, status) "
+                     "VALUES ('foo', 'schedule', $1, $1, $1, 'succeeded')", fire - timedelta(hours=1))
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=cron).started()
+    [run] = await _catch_ups(db)
+    assert run["scheduled_for"] == fire and run["status"] == "succeeded" and run["triggered_by"] is None
+    assert "while no replica was up" in svc.stderr()
+    assert await svc.stop() == 0
+    # Starting again does not run it again: the fire is claimed.
+    await spawn(DATABASE_URL=db_url, FOOJOB_CRON=cron).started()
+    assert len(await _catch_ups(db)) == 1
+
+
+async def test_never_a_burst_of_catch_ups(spawn: Spawner, db_url: str, db: asyncpg.Connection) -> None:
+    # Down for 40 minutes on a schedule of every minute: 40 missed fires, one catch-up.
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    await db.execute("INSERT INTO foojob_runs (job, trigger, scheduled_for, started_at, finished_at, status) "
+                     "VALUES ('foo', 'schedule', $1, $1, $1, 'succeeded')", now - timedelta(minutes=40))
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON="* * * * *").started()
+    [run] = await _catch_ups(db)
+    assert now - timedelta(minutes=1) <= run["scheduled_for"] <= now + timedelta(minutes=1)
+    assert await db.fetchval("SELECT count(*) FROM foojob_runs") == 2
+    assert svc.proc.poll() is None
+
+
+async def test_no_catch_up_on_a_first_start_when_paused_or_past_the_grace(spawn: Spawner, db_url: str,
+                                                                          db: asyncpg.Connection) -> None:
+    cron, fire = _minutes_ago_cron(5)
+    first = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=cron).started()  # never ran: no catch-up
+    assert await db.fetchval("SELECT count(*) FROM foojob_runs") == 0
+    assert await first.stop() == 0
+
+    await db.execute("INSERT INTO foojob_runs (job, trigger, scheduled_for, started_at, finished_at, status) "
+                     "VALUES ('foo', 'schedule', $1, $1, $1, 'succeeded')", fire - timedelta(hours=1))
+    assert run_cli("pause", DATABASE_URL=db_url).returncode == 0
+    paused = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=cron).started()
+    await paused.wait_log("skipped: paused")  # the catch-up was considered, and the pause held
+    assert await _catch_ups(db) == []
+    assert await paused.stop() == 0
+
+    assert run_cli("resume", DATABASE_URL=db_url).returncode == 0
+    await spawn(DATABASE_URL=db_url, FOOJOB_CRON=cron, FOOJOB_MISFIRE_GRACE="2m").started()
+    assert await _catch_ups(db) == []  # 5 minutes late is past a 2-minute grace
+
+
+async def test_replicas_starting_together_catch_up_once(spawn: Spawner, db_url: str, db: asyncpg.Connection) -> None:
+    cron, fire = _minutes_ago_cron(3)
+    await db.execute("INSERT INTO foojob_runs (job, trigger, scheduled_for, started_at, finished_at, status) "
+                     "VALUES ('foo', 'schedule', $1, $1, $1, 'succeeded')", fire - timedelta(hours=1))
+    services = [spawn(DATABASE_URL=db_url, FOOJOB_CRON=cron) for _ in range(3)]
+    await asyncio.gather(*(s.started() for s in services))
+    assert len(await _catch_ups(db)) == 1
