@@ -59,7 +59,8 @@ class RedactSecrets(logging.Filter):
             for secret in self._secrets:
                 message = message.replace(secret, "[redacted]")
                 text = text.replace(secret, "[redacted]")
-            record.msg, record.args = message, None
+            # Said plainly, so that a test (or an operator) notices the code tried to log a secret.
+            record.msg, record.args = message + " (a secret was redacted from this line)", None
             record.exc_info, record.exc_text = None, text or None
         return True
 

@@ -92,6 +92,8 @@ SELECT 1;
 
 -- name: claim_request_key
 -- A row comes back when the key is new, or its last use is older than the window ($2 seconds).
+-- Keys a day old are of no more use: each claim sweeps them away.
+WITH swept AS (DELETE FROM foojob_request_keys WHERE at < now() - interval '1 day')
 INSERT INTO foojob_request_keys AS k (key, at) VALUES ($1, now())
 ON CONFLICT (key) DO UPDATE SET at = now()
     WHERE k.at < now() - make_interval(secs => $2)

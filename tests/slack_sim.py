@@ -25,6 +25,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.blockkit import problems
+
 BOT_TOKEN = "xoxb-17-4242-SIMULATEDBOTTOKEN"
 APP_TOKEN = "xapp-1-A0SIM-4242-SIMULATEDAPPTOKEN"
 TEAM = "T0SIM"
@@ -54,6 +56,7 @@ class SlackSimulator:
     posted: list[dict[str, Any]] = field(default_factory=list)
     published: list[dict[str, Any]] = field(default_factory=list)
     webhook: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[dict[str, Any]] = field(default_factory=list)  # broke Block Kit's limits
     connections_opened: int = 0
     hellos: int = 0
     api_calls: list[str] = field(default_factory=list)
@@ -129,15 +132,27 @@ class SlackSimulator:
         body = await self._body(request)
         if isinstance(body.get("view"), str):
             body["view"] = json.loads(body["view"])
+        if problems(body["view"].get("blocks", []), view=True):
+            self.refused.append(body)
+            return web.json_response({"ok": False, "error": "invalid_blocks"})
+        body["hash"] = f"h{len(self.published) + 1}"  # a new version of the view each time
         self.published.append(body)
-        return web.json_response({"ok": True, "view": {"id": "V0SIM", **body["view"]}})
+        return web.json_response({"ok": True, "view": {"id": "V0SIM", "hash": body["hash"], **body["view"]}})
 
     async def _response(self, request: web.Request) -> web.Response:
-        self.responses.setdefault(request.match_info["id"], []).append(await request.json())
+        body = await request.json()
+        if problems(body.get("blocks", []), text=body.get("text")):
+            self.refused.append(body)
+            return web.Response(status=400, text="invalid_blocks")
+        self.responses.setdefault(request.match_info["id"], []).append(body)
         return web.Response(text="ok")
 
     async def _hook(self, request: web.Request) -> web.Response:
-        self.webhook.append(await request.json())
+        body = await request.json()
+        if problems(body.get("blocks", []), text=body.get("text")):
+            self.refused.append(body)
+            return web.Response(status=400, text="invalid_blocks")
+        self.webhook.append(body)
         return web.Response(text="ok")
 
     # -- Socket Mode ------------------------------------------------------------------------
@@ -187,21 +202,41 @@ class SlackSimulator:
         return await self._push("slash_commands", payload, accepts_response_payload=True)
 
     async def click(self, action_id: str, value: str, *, user: str = "U0ALICE", channel: str = "C0OPS",
-                    message_ts: str = "1700000000.000100", confirm: bool = True) -> Envelope:
+                    message_ts: str = "1700000000.000100", ephemeral: bool = False) -> Envelope:
+        """A click on a button of a message (an ephemeral one carries no ``message``)."""
         rid = f"act{next(self._ids)}"
-        payload = {
+        payload: dict[str, Any] = {
             "type": "block_actions", "team": {"id": TEAM, "domain": "sim"},
             "user": {"id": user, "username": user.lower(), "team_id": TEAM}, "api_app_id": APP_ID,
             "token": "legacy-verification-token", "trigger_id": f"trig.{rid}",
             "container": {"type": "message", "message_ts": message_ts, "channel_id": channel,
-                          "is_ephemeral": False},
-            "channel": {"id": channel, "name": "ops"},
-            "message": {"type": "message", "ts": message_ts, "text": "foojob", "blocks": []},
+                          "is_ephemeral": ephemeral},
+            "channel": {"id": channel, "name": "ops"}, "state": {"values": {}},
             "response_url": f"{self.base}/response/{rid}",
-            "actions": [{"action_id": action_id, "block_id": "b1", "value": value, "type": "button",
-                         "action_ts": f"{time.time():.6f}", "text": {"type": "plain_text", "text": action_id}}],
+            "actions": [self._action(action_id, value)],
+        }
+        if not ephemeral:
+            payload["message"] = {"type": "message", "ts": message_ts, "text": "foojob", "blocks": []}
+        return await self._push("interactive", payload, accepts_response_payload=False)
+
+    async def click_home(self, action_id: str, value: str, *, user: str = "U0ALICE") -> Envelope:
+        """A click on a button of the Home tab: the payload names the view and has no response_url."""
+        last = next((p for p in reversed(self.published) if p["user_id"] == user), None)
+        view_id, view_hash = ("V0SIM", last["hash"]) if last else ("V0SIM", "h0")
+        payload = {
+            "type": "block_actions", "team": {"id": TEAM, "domain": "sim"},
+            "user": {"id": user, "username": user.lower(), "team_id": TEAM}, "api_app_id": APP_ID,
+            "token": "legacy-verification-token", "trigger_id": f"trig.home{next(self._ids)}",
+            "container": {"type": "view", "view_id": view_id},
+            "view": {"id": view_id, "type": "home", "hash": view_hash, "blocks": [], "state": {"values": {}}},
+            "actions": [self._action(action_id, value)],
         }
         return await self._push("interactive", payload, accepts_response_payload=False)
+
+    @staticmethod
+    def _action(action_id: str, value: str) -> dict[str, Any]:
+        return {"action_id": action_id, "block_id": "b1", "value": value, "type": "button",
+                "action_ts": f"{time.time():.6f}", "text": {"type": "plain_text", "text": action_id}}
 
     async def open_home(self, *, user: str = "U0ALICE") -> Envelope:
         payload = {

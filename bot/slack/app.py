@@ -18,11 +18,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Secret
@@ -37,6 +38,10 @@ from jobs import DEFAULT_JOB
 log = logging.getLogger(__name__)
 
 Respond = Callable[..., Awaitable[Any]]
+
+
+class Reply(Protocol):
+    async def __call__(self, message: Message, *, in_channel: bool = False) -> None: ...
 
 # How long the socket may be down before /healthz says 503 (SPEC: over a minute).
 DOWN_AFTER_S = 60.0
@@ -54,9 +59,12 @@ class SlackSurface:
         # With a webhook, pause/resume are announced in the results channel by the core; without
         # one, the announcement goes to the channel the command was typed in.
         self._announce_in_channel = announce_in_channel
-        client = AsyncWebClient(token=bot_token.reveal(), base_url=api_url)
-        self._app = AsyncApp(client=client, logger=logging.getLogger("bot.slack.bolt"),
+        self._app = AsyncApp(token=bot_token.reveal(), logger=logging.getLogger("bot.slack.bolt"),
                              process_before_response=False)
+        # Bolt builds its Web API client from the token; point it at SLACK_API_URL (GovSlack, tests).
+        # (Handing Bolt a client instead makes it warn that the token it reads from the environment
+        # is unused.)
+        self._app.client.base_url = api_url
         self._app_token = app_token
         self._handler: AsyncSocketModeHandler | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -76,15 +84,16 @@ class SlackSurface:
     async def close(self, grace_s: float) -> None:
         """Stop taking commands, let the ones in progress finish (up to ``grace_s``), disconnect."""
         if self._handler is not None:
-            await self._handler.client.disconnect()  # type: ignore[no-untyped-call]
+            # close(), not disconnect(): a disconnected client would reconnect by itself (its monitor
+            # sees a closed session) and take new commands during the shutdown. Replies in progress
+            # go through response_url, which does not need the socket.
+            await self._handler.close_async()  # type: ignore[no-untyped-call]
         busy = [t for t in self._tasks if t.get_name().startswith("slack-work")]
         if busy:
             await asyncio.wait(busy, timeout=grace_s)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._handler is not None:
-            await self._handler.close_async()  # type: ignore[no-untyped-call]
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -113,9 +122,9 @@ class SlackSurface:
 
     def _register(self) -> None:
         self._app.command("/foojob")(self._on_command)
-        self._app.action(blocks.RUN_AGAIN_ACTION)(self._on_run_button)
-        self._app.action(blocks.PAUSE_ACTION)(self._on_pause_button)
-        self._app.action(blocks.RESUME_ACTION)(self._on_resume_button)
+        self._app.action(blocks.RUN_AGAIN_ACTION)(self._on_click("run-now"))
+        self._app.action(blocks.PAUSE_ACTION)(self._on_click("pause"))
+        self._app.action(blocks.RESUME_ACTION)(self._on_click("resume"))
         self._app.event("app_home_opened")(self._on_home_opened)
 
     def _allowed_user(self, user: str) -> bool:
@@ -131,7 +140,7 @@ class SlackSurface:
         try:
             cmd = parse(command.get("text", ""))
         except BadInput as exc:
-            await ack(response_type="ephemeral", text=f":warning: {exc}\n\n{USAGE}")
+            await ack(response_type="ephemeral", text=f":warning: {blocks.escape(str(exc))}\n\n{USAGE}")
             return
         if cmd.verb == "help":
             await ack(response_type="ephemeral", text=USAGE)
@@ -144,108 +153,134 @@ class SlackSurface:
             await ack(response_type="ephemeral", text=f":hourglass_flowing_sand: Running {DEFAULT_JOB}…")
         else:
             await ack()
-        await self._work(self._command(cmd, user, respond), respond)
+        reply = _responder(respond)
+        await self._work(self._command(cmd, user, reply), reply)
 
-    async def _work(self, coro: Awaitable[None], respond: Respond) -> None:
+    async def _work(self, coro: Awaitable[None], reply: Reply) -> None:
         """Run the slow part as a tracked task (shutdown waits for it); report any failure."""
         async def guarded() -> None:
             try:
                 await coro
             except FoojobError as exc:
-                await _reply(respond, blocks.text_message(f":warning: {exc}"))
+                await reply(blocks.text_message(f":warning: {blocks.escape(str(exc))}"))
             except Exception:
                 log.exception("Slack request failed")
-                await _reply(respond, blocks.text_message(":warning: Something went wrong; see foojob's log."))
+                await reply(blocks.text_message(":warning: Something went wrong; see foojob's log."))
 
         await self._spawn(guarded(), "slack-work")
 
-    async def _command(self, cmd: Command, user: str, respond: Respond) -> None:
+    async def _command(self, cmd: Command, user: str, reply: Reply) -> None:
         job = DEFAULT_JOB
         if cmd.verb == "run-now":
-            await self._run_now(job, user, respond)
+            await self._run_now(job, user, reply)
         elif cmd.verb == "pause":
-            await self._pause(job, user, respond, cmd.duration, cmd.reason)
+            await self._pause(job, user, reply, cmd.duration, cmd.reason)
         elif cmd.verb == "resume":
-            await self._resume(job, user, respond)
+            await self._resume(job, user, reply)
         elif cmd.verb == "status":
-            await _reply(respond, blocks.status_message(await self._control.status(job), self._tz))
+            await reply(blocks.status_message(await self._control.status(job), self._tz))
         elif cmd.verb == "history":
             runs = await self._control.history(job, cmd.limit)
-            await _reply(respond, blocks.history_message(job, runs, self._tz))
+            await reply(blocks.history_message(job, runs, self._tz))
 
-    async def _run_now(self, job: str, user: str, respond: Respond) -> None:
+    async def _run_now(self, job: str, user: str, reply: Reply) -> None:
         try:
             run = await self._control.run_now(job, by=user)
         except AlreadyRunning:
-            await _reply(respond, blocks.text_message(f":hourglass: {job} is already running; try again when it ends."))
+            await reply(blocks.text_message(f":hourglass: {job} is already running; try again when it ends."))
             return
-        await _reply(respond, blocks.run_result_message(run, self._tz))
+        await reply(blocks.run_result_message(run, self._tz))
 
-    async def _pause(self, job: str, user: str, respond: Respond, duration: timedelta | None,
+    async def _pause(self, job: str, user: str, reply: Reply, duration: timedelta | None,
                      reason: str | None) -> None:
         state = await self._control.pause(job, by=user, duration=duration, reason=reason)
         until = f" until {rfc3339(state.resume_at, self._tz)}" if state.resume_at else " until someone resumes it"
-        await _reply(respond, blocks.text_message(f":double_vertical_bar: Paused {job}{until}."))
+        await reply(blocks.text_message(f":double_vertical_bar: Paused {job}{until}."))
         if self._announce_in_channel:
-            await _reply(respond, blocks.paused_message(state, self._tz), in_channel=True)
+            await reply(blocks.paused_message(state, self._tz), in_channel=True)
 
-    async def _resume(self, job: str, user: str, respond: Respond) -> None:
+    async def _resume(self, job: str, user: str, reply: Reply) -> None:
         changed = await self._control.resume(job, by=user)
-        await _reply(respond, blocks.text_message(
+        await reply(blocks.text_message(
             f":arrow_forward: Resumed {job}." if changed else f"{job} was not paused; nothing changed."))
         if changed and self._announce_in_channel:
-            await _reply(respond, blocks.resumed_message(job, user, automatic=False), in_channel=True)
+            await reply(blocks.resumed_message(job, user, automatic=False), in_channel=True)
 
-    async def _button(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], respond: Respond,
-                      verb: str) -> tuple[str, str] | None:
-        """Ack a click; return (job, user) if it should go on, after telling the user why not."""
-        await ack()
+    def _replier(self, body: dict[str, Any], respond: Respond, client: AsyncWebClient) -> Reply:
+        """Clicks on a message answer through its response_url; clicks on the Home tab have none,
+        so they answer by publishing the Home tab again, with the answer on top."""
+        if body.get("container", {}).get("type") != "view":
+            return _responder(respond)
+        user = body.get("user", {}).get("id", "")
+
+        async def reply(message: Message, *, in_channel: bool = False) -> None:
+            if not in_channel:
+                await self._publish_home(client, user, notice=message)
+
+        return reply
+
+    async def _button(self, body: dict[str, Any], reply: Reply, verb: str) -> tuple[str, str] | None:
+        """Return (job, user) if a click should go on, after telling the user why not."""
         user = body.get("user", {}).get("id", "")
         action = (body.get("actions") or [{}])[0]
         job = action.get("value") or DEFAULT_JOB
         if not self._allowed_user(user):
-            await _reply(respond, blocks.text_message(self._refusal(user, verb)))
+            await reply(blocks.text_message(self._refusal(user, verb)))
             return None
-        # One click per button per message per window, across replicas: a double click runs once.
-        container = body.get("container", {})
-        key = f"slack:{container.get('channel_id')}:{container.get('message_ts')}:{action.get('action_id')}"
-        if not await self._control.first_request(key, CLICK_WINDOW):
-            await _reply(respond, blocks.text_message("That click was already taken care of."))
+        # One click per button per message (or Home view version) per window, across replicas:
+        # a double click acts once.
+        container, view = body.get("container", {}), body.get("view") or {}
+        where = (f"view:{view.get('id')}:{view.get('hash')}" if container.get("type") == "view"
+                 else f"msg:{container.get('channel_id')}:{container.get('message_ts')}")
+        if not await self._control.first_request(f"slack:{where}:{action.get('action_id')}", CLICK_WINDOW):
+            await reply(blocks.text_message("That click was already taken care of."))
             return None
         return job, user
 
-    async def _on_run_button(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any],
-                             respond: Respond) -> None:
-        async def work() -> None:
-            if (target := await self._button(ack, body, respond, "run-now")) is not None:
-                await self._run_now(*target, respond)
+    def _on_click(self, verb: str) -> Callable[..., Awaitable[None]]:
+        async def handler(ack: Callable[..., Awaitable[None]], body: dict[str, Any], respond: Respond,
+                          client: AsyncWebClient) -> None:
+            await ack()
+            reply = self._replier(body, respond, client)
 
-        await self._work(work(), respond)
+            async def work() -> None:
+                if (target := await self._button(body, reply, verb)) is None:
+                    return
+                job, user = target
+                if verb == "run-now":
+                    await self._run_now(job, user, reply)
+                elif verb == "pause":
+                    await self._pause(job, user, reply, None, None)
+                else:
+                    await self._resume(job, user, reply)
 
-    async def _on_pause_button(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any],
-                               respond: Respond) -> None:
-        async def work() -> None:
-            if (target := await self._button(ack, body, respond, "pause")) is not None:
-                await self._pause(*target, respond, None, None)
+            await self._work(work(), reply)
 
-        await self._work(work(), respond)
-
-    async def _on_resume_button(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any],
-                                respond: Respond) -> None:
-        async def work() -> None:
-            if (target := await self._button(ack, body, respond, "resume")) is not None:
-                await self._resume(*target, respond)
-
-        await self._work(work(), respond)
+        return handler
 
     async def _on_home_opened(self, event: dict[str, Any], client: AsyncWebClient) -> None:
-        if event.get("tab") != "home":
-            return
-        statuses = [await self._control.status(job) for job in self._control.jobs]
-        runs = await self._control.history(None, 10)
-        await client.views_publish(user_id=event["user"], view=blocks.home_view(statuses, runs, self._tz))
+        if event.get("tab") == "home":
+            await self._publish_home(client, event["user"])
+
+    async def _publish_home(self, client: AsyncWebClient, user: str, notice: Message | None = None) -> None:
+        try:
+            statuses = [await self._control.status(job) for job in self._control.jobs]
+            runs = await self._control.history(None, 10)
+            view = blocks.home_view(statuses, runs, self._tz, notice=notice)
+        except FoojobError as exc:
+            view = blocks.home_unavailable_view(str(exc))
+        try:
+            await client.views_publish(user_id=user, view=view)
+        except SlackApiError as exc:
+            log.warning("Slack refused the Home tab (%s)", exc.response.get("error"))
 
 
-async def _reply(respond: Respond, message: Message, *, in_channel: bool = False) -> None:
-    await respond(text=message.text, blocks=message.blocks,
-                  response_type="in_channel" if in_channel else "ephemeral", replace_original=False)
+def _responder(respond: Respond) -> Reply:
+    async def reply(message: Message, *, in_channel: bool = False) -> None:
+        response = await respond(text=message.text, blocks=message.blocks,
+                                 response_type="in_channel" if in_channel else "ephemeral", replace_original=False)
+        if getattr(response, "status_code", 200) != 200:
+            # slack_sdk does not raise on a refusal here (an expired response_url, invalid_blocks).
+            log.warning("Slack refused a reply (HTTP %s: %s)", response.status_code, str(response.body)[:200])
+
+    return reply

@@ -17,6 +17,11 @@ FALLBACK_TEXT_MAX = 4000  # Slack truncates longer top-level text
 RUN_AGAIN_ACTION = "foojob_run_now"
 
 
+def escape(text: str) -> str:
+    """Text from users and jobs, made inert for Slack: ``<!channel>`` must not ping anyone."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -39,7 +44,7 @@ def run_result_message(run: RunRecord, tz: ZoneInfo) -> Message:
     icon = ":white_check_mark:" if ok else ":x:"
     when = rfc3339(run.scheduled_for, tz) if run.scheduled_for else None
     origin = f"{run.trigger} for {when}" if when else f"{run.trigger} by {who(run.triggered_by)}"
-    detail = json.dumps(run.result, ensure_ascii=False) if ok else (run.error or "failed")
+    detail = escape(json.dumps(run.result, ensure_ascii=False) if ok else (run.error or "failed"))
     text = truncate(f"{icon} {run.job} {run.status} in {human_duration(run.duration)} "
                     f"(run #{run.id}, {origin}): {detail}", FALLBACK_TEXT_MAX)
     blocks: list[dict[str, Any]] = [
@@ -58,6 +63,7 @@ def run_unrecorded_message(job: str, trigger: str, scheduled_for: datetime | Non
                            tz: ZoneInfo) -> Message:
     """A run that failed before it could be recorded (the database is unreachable)."""
     origin = f"{trigger} for {rfc3339(scheduled_for, tz)}" if scheduled_for else trigger
+    error = escape(error)
     text = truncate(f":x: {job} failed ({origin}), not recorded: {error}", FALLBACK_TEXT_MAX)
     return Message(text=text, blocks=[
         {"type": "section", "text": {"type": "mrkdwn", "text": truncate(
@@ -76,7 +82,7 @@ def _run_again(job: str) -> dict[str, Any]:
 
 def paused_message(state: JobState, tz: ZoneInfo) -> Message:
     until = f" until {rfc3339(state.resume_at, tz)}" if state.resume_at else ""
-    why = f": {state.pause_reason}" if state.pause_reason else ""
+    why = f": {escape(state.pause_reason)}" if state.pause_reason else ""
     text = truncate(f":double_vertical_bar: {state.job} paused by {who(state.paused_by)}{until}{why}",
                     FALLBACK_TEXT_MAX)
     return Message(text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn",
@@ -109,7 +115,7 @@ def text_message(text: str) -> Message:
 
 def _run_line(run: RunRecord, tz: ZoneInfo) -> str:
     icon = ":white_check_mark:" if run.status == "succeeded" else ":x:"
-    detail = json.dumps(run.result, ensure_ascii=False) if run.status == "succeeded" else (run.error or "")
+    detail = escape(json.dumps(run.result, ensure_ascii=False) if run.status == "succeeded" else (run.error or ""))
     origin = "schedule" if run.trigger == "schedule" else f"{run.trigger} by {who(run.triggered_by)}"
     return truncate(f"{icon} #{run.id} {rfc3339(run.started_at, tz)} · {human_duration(run.duration)} · "
                     f"{origin} · `{truncate(detail, 200)}`", 600)
@@ -119,7 +125,7 @@ def status_blocks(status: Status, tz: ZoneInfo) -> list[dict[str, Any]]:
     state = status.state
     if state.paused:
         until = f" until {rfc3339(state.resume_at, tz)}" if state.resume_at else " until resumed"
-        why = f"\n>{state.pause_reason}" if state.pause_reason else ""
+        why = f"\n>{escape(state.pause_reason)}" if state.pause_reason else ""
         head = (f":double_vertical_bar: *{status.job}* is *paused*{until}\n"
                 f"by {who(state.paused_by)} since {rfc3339(state.paused_at, tz)}{why}")
     else:
@@ -146,9 +152,14 @@ def status_blocks(status: Status, tz: ZoneInfo) -> list[dict[str, Any]]:
 
 
 def status_message(status: Status, tz: ZoneInfo) -> Message:
-    state = "paused" if status.state.paused else "active"
-    return Message(text=f"{status.job} is {state}; next run {rfc3339(status.next_run_at, tz) or '— (paused)'}",
-                   blocks=status_blocks(status, tz))
+    state = status.state
+    if state.paused:
+        until = f" until {rfc3339(state.resume_at, tz)}" if state.resume_at else " until resumed"
+        why = f" ({escape(state.pause_reason)})" if state.pause_reason else ""
+        text = f"{status.job} is paused by {who(state.paused_by)}{until}{why}"
+    else:
+        text = f"{status.job} is active; next run {rfc3339(status.next_run_at, tz)}"
+    return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=status_blocks(status, tz))
 
 
 def history_message(job: str, runs: list[RunRecord], tz: ZoneInfo) -> Message:
@@ -166,11 +177,22 @@ def history_message(job: str, runs: list[RunRecord], tz: ZoneInfo) -> Message:
     return Message(text=truncate(f"Last runs of {job}:\n" + "\n".join(lines), FALLBACK_TEXT_MAX), blocks=blocks)
 
 
-def home_view(statuses: list[Status], runs: list[RunRecord], tz: ZoneInfo) -> dict[str, Any]:
+def home_view(statuses: list[Status], runs: list[RunRecord], tz: ZoneInfo,
+              notice: Message | None = None) -> dict[str, Any]:
+    """The Home tab; ``notice`` (the answer to a click on it) comes first."""
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": "foojob"}}]
+    if notice is not None:
+        blocks += [b for b in notice.blocks if b["type"] != "actions"] + [{"type": "divider"}]
     for status in statuses:
         blocks.extend(status_blocks(status, tz))
         blocks.append({"type": "divider"})
     blocks.append(_section(f"*Last {len(runs)} runs*" if runs else "*No runs yet*"))
     blocks.extend(_context(_run_line(run, tz)) for run in runs)
     return {"type": "home", "blocks": blocks[:100]}  # a view holds at most 100 blocks
+
+
+def home_unavailable_view(problem: str) -> dict[str, Any]:
+    return {"type": "home", "blocks": [
+        {"type": "header", "text": {"type": "plain_text", "text": "foojob"}},
+        _section(f":warning: Status is not available right now: {escape(problem)}"),
+    ]}

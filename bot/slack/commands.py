@@ -12,6 +12,7 @@ from bot.errors import BadInput
 Verb = Literal["run-now", "pause", "resume", "status", "history", "help"]
 MUTATING: frozenset[str] = frozenset({"run-now", "pause", "resume"})
 MAX_HISTORY = 25
+MAX_REASON = 500
 
 USAGE = """*Usage:* `/foojob <verb>`
 • `/foojob run-now` — run the job now (paused or not)
@@ -39,9 +40,11 @@ def parse(text: str) -> Command:
     verb, rest = words[0].lower(), words[1:]
     if verb == "pause":
         duration, reason = parse_pause_words(rest)
+        if reason is not None and len(reason) > MAX_REASON:
+            raise BadInput(f"the reason is too long ({MAX_REASON} characters at most)")
         return Command("pause", duration=duration, reason=reason)
     if verb == "history":
-        if len(rest) > 1 or (rest and not rest[0].isdigit()):
+        if len(rest) > 1 or (rest and not (rest[0].isascii() and rest[0].isdigit() and len(rest[0]) < 4)):
             raise BadInput("`history` takes at most one number: `/foojob history 20`")
         limit = int(rest[0]) if rest else 10
         if not 1 <= limit <= MAX_HISTORY:
