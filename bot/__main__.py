@@ -15,6 +15,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from bot import logs
 from bot.config import Settings
 from bot.errors import AlreadyRunning, BadInput, ConfigError, DatabaseUnavailable, FoojobError
 from jobs import DEFAULT_JOB
@@ -43,39 +44,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-class RedactSecrets(logging.Filter):
-    """Last line of defence: whatever a library logs, a secret's value never reaches the output."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self._secrets = [s for s in secrets if s]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        text = record.exc_text or ""
-        if record.exc_info and not text:
-            text = logging.Formatter().formatException(record.exc_info)
-        if any(s in message or s in text for s in self._secrets):
-            for secret in self._secrets:
-                message = message.replace(secret, "[redacted]")
-                text = text.replace(secret, "[redacted]")
-            # Said plainly, so that a test (or an operator) notices the code tried to log a secret.
-            record.msg, record.args = message + " (a secret was redacted from this line)", None
-            record.exc_info, record.exc_text = None, text or None
-        return True
-
-
-def _configure_logging(level: str, secrets: list[str]) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    handler.addFilter(RedactSecrets(secrets))
-    logging.basicConfig(level=level, handlers=[handler])
-    # APScheduler logs every job start and end at INFO; our runner says what matters.
-    # pgserver narrates every pg_ctl call at INFO.
-    for chatty in ("apscheduler", "pgserver"):
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "serve"
@@ -84,8 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"foojob: configuration error: {exc}\n")
         return EXIT_USAGE
-    _configure_logging(settings.log_level if command == "serve" else
-                       max(settings.log_level, "WARNING", key=logging.getLevelName), settings.secrets())
+    logs.configure(settings.log_level if command == "serve" else
+                   max(settings.log_level, "WARNING", key=logging.getLevelName), settings.log_format,
+                   settings.secrets())
     try:
         return asyncio.run(_run(command, args, settings))
     except KeyboardInterrupt:

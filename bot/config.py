@@ -67,6 +67,7 @@ class Settings:
     port: int
     control_api_token: Secret | None
     log_level: str
+    log_format: str
     misfire_grace: timedelta
 
     def secrets(self) -> list[str]:
@@ -116,6 +117,7 @@ class Settings:
             port=_port(get("PORT") or "8080"),
             control_api_token=_control_token(get("CONTROL_API_TOKEN")),
             log_level=_log_level(get("LOG_LEVEL") or "INFO"),
+            log_format=_log_format(get("LOG_FORMAT") or "text"),
             misfire_grace=_grace(get("FOOJOB_MISFIRE_GRACE") or "1h"),
         )
 
@@ -217,6 +219,12 @@ def _control_token(value: str | None) -> Secret | None:
     if len(value) < 16 or any(c.isspace() for c in value):
         raise ConfigError("CONTROL_API_TOKEN", "must be at least 16 characters with no spaces")
     return Secret(value)
+
+
+def _log_format(value: str) -> str:
+    if value.lower() not in ("text", "json"):
+        raise ConfigError("LOG_FORMAT", f"must be text or json, got {value!r}")
+    return value.lower()
 
 
 def _grace(value: str) -> timedelta:

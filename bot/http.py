@@ -231,7 +231,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = await request.app[METRICS].render(request.app[BACKEND].control)
+    backend = request.app[BACKEND]
+    body = await request.app[METRICS].render(backend.control, backend.slack_health)
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 

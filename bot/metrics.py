@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
@@ -13,6 +14,8 @@ from bot.model import RunRecord
 if TYPE_CHECKING:
     from bot.control import Control
 
+SlackHealth = Callable[[], Awaitable[str]]
+
 
 class Metrics:
     def __init__(self, version: str) -> None:
@@ -22,6 +25,12 @@ class Metrics:
         self.duration = Histogram("foojob_run_duration_seconds", "Run duration", ["job"],
                                   registry=self.registry,
                                   buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+        self.fire_lag = Histogram("foojob_fire_lag_seconds", "Start of a scheduled run minus its fire instant",
+                                  ["job"], registry=self.registry,
+                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30))
+        self.slack_connected = Gauge("foojob_slack_socket_connected",
+                                     "1 while the Slack Socket Mode connection is up, else 0 (also when Slack is off)",
+                                     registry=self.registry)
         self.paused = Gauge("foojob_paused", "1 while the job's schedule is paused", ["job"],
                             registry=self.registry)
         self.outbox_depth = Gauge("foojob_outbox_depth", "Messages waiting to be delivered to Slack",
@@ -34,9 +43,13 @@ class Metrics:
         self.runs.labels(run.job, run.trigger, run.status).inc()
         if run.duration is not None:
             self.duration.labels(run.job).observe(run.duration.total_seconds())
+        if run.trigger == "schedule" and run.scheduled_for is not None:
+            self.fire_lag.labels(run.job).observe(max(0.0, (run.started_at - run.scheduled_for).total_seconds()))
 
-    async def render(self, control: Control | None) -> bytes:
-        """The text exposition; the paused gauge is read from the database at scrape time."""
+    async def render(self, control: Control | None, slack_health: SlackHealth | None) -> bytes:
+        """The text exposition; the gauges are read (from the database, the socket) at scrape time."""
+        if slack_health is not None:
+            self.slack_connected.set(1 if await slack_health() == "connected" else 0)
         if control is not None:
             for job in control.jobs:
                 # On an outage keep the last known value; /healthz reports the outage.

@@ -87,10 +87,13 @@ class Runner:
         if record is None:
             return None
         level = logging.INFO if record.status == "succeeded" else logging.WARNING
-        log.log(level, "run %d of %s (%s%s) %s in %.0f ms%s", record.id, record.job, record.trigger,
-                f" for {scheduled_for.isoformat()}" if scheduled_for else "", record.status,
-                record.duration.total_seconds() * 1000 if record.duration else 0,
-                f": {record.error}" if record.error else "")
+        duration_ms = round(record.duration.total_seconds() * 1000, 1) if record.duration else None
+        log.log(level, "run %d of %s (%s%s) %s in %s ms%s", record.id, record.job, record.trigger,
+                f" for {scheduled_for.isoformat()}" if scheduled_for else "", record.status, duration_ms,
+                f": {record.error}" if record.error else "",
+                extra={"job": record.job, "run_id": record.id, "trigger": record.trigger,
+                       "scheduled_for": scheduled_for.isoformat() if scheduled_for else None,
+                       "duration_ms": duration_ms, "status": record.status, "error": record.error})
         if self._metrics is not None:
             self._metrics.observe_run(record)
         return record

@@ -33,6 +33,8 @@ BAD = [
     ("HOST", {"HOST": "local host"}, "address or a host name"),
     ("CONTROL_API_TOKEN", {"CONTROL_API_TOKEN": "SECRET"}, "at least 16 characters"),
     ("LOG_LEVEL", {"LOG_LEVEL": "LOUD"}, "DEBUG, INFO"),
+    ("LOG_FORMAT", {"LOG_FORMAT": "xml"}, "text or json"),
+    ("FOOJOB_MISFIRE_GRACE", {"FOOJOB_MISFIRE_GRACE": "soon"}, "not a duration"),
 ]
 
 

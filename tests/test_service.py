@@ -4,6 +4,7 @@ embedded database."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -199,3 +200,36 @@ async def test_the_database_going_away_gives_503_and_everything_recovers(spawn, 
 
 async def _healthy(http: aiohttp.ClientSession, url: str) -> bool:
     return (await get_json(http, "GET", f"{url}/healthz"))[0] == 200
+
+
+async def test_json_logs_one_event_a_line_with_fields(spawn, db_url: str, db: asyncpg.Connection,  # type: ignore[no-untyped-def]
+                                                     http: aiohttp.ClientSession) -> None:
+    svc: Service = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND, LOG_FORMAT="json",
+                               LOG_LEVEL="INFO").started()
+    await wait_until(lambda: _at_least(db, 2), message="scheduled runs")
+    assert (await get_json(http, "POST", f"{svc.url}/runNow"))[0] == 200
+    await svc.wait_log(r'"trigger": "manual"')
+    assert await svc.stop() == 0
+    lines = [json.loads(line) for line in svc.stderr().splitlines()]  # every line is one JSON object
+    runs = [entry for entry in lines if "run_id" in entry]
+    scheduled = next(e for e in runs if e["trigger"] == "schedule")
+    assert {"time", "level", "logger", "message", "replica", "job", "run_id", "trigger", "scheduled_for",
+            "duration_ms", "status"} <= set(scheduled)
+    assert scheduled["job"] == "foo" and scheduled["status"] == "succeeded"
+    assert scheduled["replica"].endswith(f":{svc.proc.pid}")
+    manual = next(e for e in runs if e["trigger"] == "manual")
+    assert "scheduled_for" not in manual and isinstance(manual["duration_ms"], float)
+
+
+async def test_metrics_count_runs_and_fire_lag(spawn, db_url: str, db: asyncpg.Connection,  # type: ignore[no-untyped-def]
+                                              http: aiohttp.ClientSession) -> None:
+    svc: Service = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND).started()
+    await wait_until(lambda: _at_least(db, 2), message="scheduled runs")
+    async with http.get(f"{svc.url}/metrics") as resp:
+        text = await resp.text()
+    counted = float(re.search(r'foojob_runs_total\{job="foo",status="succeeded",trigger="schedule"\} (\S+)',
+                              text).group(1))  # type: ignore[union-attr]
+    lags = float(re.search(r'foojob_fire_lag_seconds_count\{job="foo"\} (\S+)', text).group(1))  # type: ignore[union-attr]
+    assert counted >= 2 and lags == counted
+    assert "foojob_outbox_depth 0.0" in text and 'foojob_paused{job="foo"} 0.0' in text
+    assert "foojob_slack_socket_connected 0.0" in text  # Slack is off here

@@ -256,6 +256,8 @@ async def test_the_client_reconnects_when_slack_asks_and_keeps_working(spawn, sl
     svc = await start(spawn, slack, db_url)
     assert slack.connections_opened == 1
     assert (await get_json(http, "GET", f"{svc.url}/healthz"))[1]["slack"] == "connected"
+    async with http.get(f"{svc.url}/metrics") as resp:
+        assert "foojob_slack_socket_connected 1.0" in await resp.text()
     await slack.refresh()
     await wait_until(lambda: slack.connections_opened == 2 and slack.hellos == 2 and slack.connected(),
                      message="a new connection after refresh_requested")
