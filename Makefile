@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # (unless SLACK_WEBHOOK_URL is set), the job every 3 seconds (unless FOOJOB_CRON is set).
 export FOOJOB_CRON ?= */3 * * * * *
 
-.PHONY: run test lint clean
+.PHONY: run test lint bench clean
 
 $(VENV)/.installed-run: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,13 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Not part of `make test`: about two minutes of measurements, printed as a table and written
+# to bench/results/ (latest.json is the one the README quotes).
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/run.py
+
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check bot jobs tests
+	$(BIN)/ruff check bot jobs tests bench
 	$(BIN)/mypy
 
 clean:

@@ -79,10 +79,13 @@ async def _run(command: str, args: argparse.Namespace, settings: Settings) -> in
             status = await cli.run(command, args, core.control, settings.timezone)
             if settings.slack_webhook_url is not None:
                 # What the command reported is in the outbox; send it now rather than leave it for
-                # the service (which may not be running).
+                # the service (which may not be running). Its outcome is not the command's.
                 from bot.outbox import Dispatcher
 
-                await Dispatcher(core.pool, core.queries, settings.slack_webhook_url).drain(10)
+                try:
+                    await Dispatcher(core.pool, core.queries, settings.slack_webhook_url).drain(10)
+                except FoojobError as exc:
+                    logging.getLogger("bot.cli").warning("message left in the outbox: %s", exc)
             return status
         except AlreadyRunning as exc:
             sys.stderr.write(f"foojob: {exc}\n")

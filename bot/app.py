@@ -14,12 +14,14 @@ embedded server. Exit status 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import uuid
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -32,6 +34,7 @@ from bot.db import EmbeddedPostgres, Queries, connect, create_pool, migrate, wai
 from bot.errors import DatabaseUnavailable, FoojobError
 from bot.http import Backend, build_app
 from bot.listener import Listener
+from bot.logs import replica_name
 from bot.metrics import Metrics
 from bot.notify import Notifier, OutboxNotifier, SilentNotifier, StdoutNotifier
 from bot.outbox import Dispatcher
@@ -103,7 +106,7 @@ async def open_core(settings: Settings, *, service: bool, metrics: Metrics | Non
 
         notifier: Notifier
         if settings.slack_webhook_url is not None:
-            notifier = OutboxNotifier(settings.slack_webhook_url, queries)
+            notifier = OutboxNotifier(settings.slack_webhook_url)
         elif service:
             notifier = StdoutNotifier()
             log.info("SLACK_WEBHOOK_URL is unset: run results go to stdout")
@@ -131,9 +134,17 @@ async def start_slack(settings: Settings, core: Core) -> SlackSurface:
     return surface
 
 
-async def catch_up(settings: Settings, core: Core) -> None:
+HEARTBEAT_S = 2.0
+# A process counts as up at an instant if it was seen this close to it.
+ALIVE_MARGIN = timedelta(seconds=HEARTBEAT_S * 1.5)
+
+
+async def catch_up(settings: Settings, core: Core, replica: str) -> None:
     """One run for the latest fire missed while every replica was down, if it is recent enough,
-    the job has run before, and it is not paused (the runner checks that). Never more than one."""
+    the job has run before, and it is not paused (the runner checks that). Never more than one.
+
+    A fire that no run claimed while another process was up was not missed: that process skipped
+    it on purpose (paused) or coalesced it. Only a fire with nobody up gets a catch-up run."""
     if not settings.misfire_grace:
         return
     now = datetime.now(UTC)
@@ -144,6 +155,8 @@ async def catch_up(settings: Settings, core: Core) -> None:
         try:
             if not await core.control.has_run(name):
                 continue  # a first start never catches up
+            if await core.control.another_replica_up_at(missed, replica, ALIVE_MARGIN):
+                continue
             run = await core.runner.run(name, trigger="catch-up", scheduled_for=missed)
         except DatabaseUnavailable as exc:
             log.warning("no catch-up for %s: %s", name, exc)
@@ -151,6 +164,21 @@ async def catch_up(settings: Settings, core: Core) -> None:
         if run is not None:
             log.warning("%s missed its fire of %s while no replica was up: ran it now (run %d, %s)",
                         name, missed.isoformat(), run.id, run.status)
+
+
+async def _heartbeat(control: Control, replica: str) -> None:
+    while True:
+        with contextlib.suppress(DatabaseUnavailable):
+            await control.heartbeat(replica)
+        await asyncio.sleep(HEARTBEAT_S)
+
+
+async def _goodbye(control: Control, replica: str, beating: asyncio.Task[None]) -> None:
+    # A clean stop says so at once: a fire right after it is then missed, and caught up.
+    beating.cancel()
+    await asyncio.gather(beating, return_exceptions=True)
+    with contextlib.suppress(DatabaseUnavailable):
+        await control.goodbye(replica)
 
 
 class _Tasks:
@@ -242,13 +270,19 @@ async def serve(settings: Settings) -> int:
             listener.start()
             stack.push_async_callback(listener.stop)
 
+            replica = f"{replica_name()}:{uuid.uuid4().hex[:6]}"
+            beating = asyncio.create_task(_heartbeat(core.control, replica), name="heartbeat")
+            stack.push_async_callback(_goodbye, core.control, replica, beating)
             for job in core.control.jobs:
+                # A timed pause that ran out while no replica was up: record and announce it now.
+                with contextlib.suppress(DatabaseUnavailable):
+                    await core.control.expire_pause(job)
                 state = await core.control.state(job)
                 if state.paused:
                     until = f" until {state.resume_at.isoformat()}" if state.resume_at else " until resumed"
                     log.warning("%s is PAUSED%s (by %s%s): its fires will be skipped", job, until,
                                 state.paused_by, f", {state.pause_reason}" if state.pause_reason else "")
-            await catch_up(settings, core)
+            await catch_up(settings, core, replica)
             scheduler.start()
             backend.control = core.control
             for name, s in settings.schedules.items():

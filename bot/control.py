@@ -19,7 +19,7 @@ from bot.cron import CronSchedule
 from bot.db import acquire
 from bot.errors import BadInput, DatabaseUnavailable, UnknownJob
 from bot.model import JobState, RunRecord, Status
-from bot.notify import Notifier
+from bot.notify import Notifier, stage
 from bot.runner import Runner
 from bot.slack.blocks import paused_message, resumed_message
 
@@ -76,7 +76,7 @@ class Control:
             state = JobState(**await conn.fetchrow(self._q["pause_job"], job, by, reason or None, resume_at))
             await conn.execute(self._q["record_control_event"], job, "pause", by, reason or None, resume_at)
             await conn.execute(self._q["notify_control"], job)  # every replica hears it at COMMIT
-            after_commit = await self._notifier.stage(conn, paused_message(state, self._tz))
+            after_commit = await stage(self._notifier, conn, self._q, paused_message(state, self._tz))
         after_commit()
         log.info("%s paused by %s%s%s", job, by, f" until {resume_at.isoformat()}" if resume_at else "",
                  f" ({reason})" if reason else "")
@@ -92,7 +92,7 @@ class Control:
             if changed:
                 await conn.execute(self._q["record_control_event"], job, "resume", by, None, None)
                 await conn.execute(self._q["notify_control"], job)
-                after_commit = await self._notifier.stage(conn, resumed_message(job, by, automatic=False))
+                after_commit = await stage(self._notifier, conn, self._q, resumed_message(job, by, automatic=False))
         after_commit()
         if changed:
             log.info("%s resumed by %s", job, by)
@@ -107,7 +107,7 @@ class Control:
             if changed:
                 await conn.execute(self._q["record_control_event"], job, "auto-resume", None, None, None)
                 await conn.execute(self._q["notify_control"], job)
-                after_commit = await self._notifier.stage(conn, resumed_message(job, None, automatic=True))
+                after_commit = await stage(self._notifier, conn, self._q, resumed_message(job, None, automatic=True))
         after_commit()
         if changed:
             log.info("%s resumed automatically: its timed pause ran out", job)
@@ -151,6 +151,18 @@ class Control:
         (a double click). Lets a surface make a non-idempotent verb take effect once."""
         async with self._conn() as conn:
             return await conn.fetchval(self._q["claim_request_key"], key, window.total_seconds()) is not None
+
+    async def heartbeat(self, replica: str) -> None:
+        async with self._conn() as conn:
+            await conn.execute(self._q["replica_heartbeat"], replica)
+
+    async def goodbye(self, replica: str) -> None:
+        async with self._conn() as conn:
+            await conn.execute(self._q["replica_gone"], replica)
+
+    async def another_replica_up_at(self, instant: datetime, replica: str, margin: timedelta) -> bool:
+        async with self._conn() as conn:
+            return bool(await conn.fetchval(self._q["replica_alive_at"], instant, replica, margin.total_seconds()))
 
     async def has_run(self, job: str) -> bool:
         async with self._conn() as conn:

@@ -40,8 +40,9 @@ class Message:
 
 
 class Notifier(Protocol):
-    async def stage(self, conn: asyncpg.Connection, message: Message) -> AfterCommit:
-        """Called inside the transaction the message reports on; returns what to do after COMMIT."""
+    def in_transaction(self, message: Message) -> tuple[dict[str, Any] | None, AfterCommit]:
+        """For a message about to be committed: the outbox row to write in the same transaction
+        (None: no outbox), and what to do once the transaction has committed."""
 
     def publish_now(self, message: Message) -> None:
         """Best effort, outside any transaction (the database cannot be written)."""
@@ -60,8 +61,8 @@ _EMOJI = {":white_check_mark:": "✅", ":x:": "❌", ":double_vertical_bar:": "�
 class StdoutNotifier:
     """No webhook configured: each message's text on its own line of stdout, once committed."""
 
-    async def stage(self, conn: asyncpg.Connection, message: Message) -> AfterCommit:
-        return lambda: self.publish_now(message)
+    def in_transaction(self, message: Message) -> tuple[dict[str, Any] | None, AfterCommit]:
+        return None, lambda: self.publish_now(message)
 
     def publish_now(self, message: Message) -> None:
         text = message.text
@@ -77,8 +78,8 @@ class StdoutNotifier:
 class SilentNotifier:
     """CLI commands without a webhook: the command prints its own answer."""
 
-    async def stage(self, conn: asyncpg.Connection, message: Message) -> AfterCommit:
-        return _nothing
+    def in_transaction(self, message: Message) -> tuple[dict[str, Any] | None, AfterCommit]:
+        return None, _nothing
 
     def publish_now(self, message: Message) -> None:
         return None
@@ -90,14 +91,12 @@ class SilentNotifier:
 class OutboxNotifier:
     """Messages become rows of the outbox, in the caller's transaction."""
 
-    def __init__(self, url: Secret, queries: Mapping[str, str]) -> None:
+    def __init__(self, url: Secret) -> None:
         self._url = url
-        self._q = queries
         self._direct: set[asyncio.Task[None]] = set()
 
-    async def stage(self, conn: asyncpg.Connection, message: Message) -> AfterCommit:
-        await conn.execute(self._q["outbox_add"], message.payload())
-        return _nothing
+    def in_transaction(self, message: Message) -> tuple[dict[str, Any] | None, AfterCommit]:
+        return message.payload(), _nothing
 
     def publish_now(self, message: Message) -> None:
         task = asyncio.ensure_future(self._send_direct(message))
@@ -125,3 +124,12 @@ class OutboxNotifier:
             await asyncio.wait(set(self._direct), timeout=within_s)
         for task in self._direct:
             task.cancel()
+
+
+async def stage(notifier: Notifier, conn: asyncpg.Connection, queries: Mapping[str, str],
+                message: Message) -> AfterCommit:
+    """Write ``message`` into the transaction open on ``conn``; returns what to do after COMMIT."""
+    payload, after_commit = notifier.in_transaction(message)
+    if payload is not None:
+        await conn.execute(queries["outbox_add"], payload)
+    return after_commit

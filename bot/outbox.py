@@ -8,10 +8,11 @@ pending for the next dispatcher — delivered once normally, at least once acros
 
 Slack's rules for incoming webhooks: about one message a second (short bursts allowed), 429 with
 ``Retry-After`` when faster; 400 ``invalid_payload``, 403 ``action_prohibited``, 404
-``channel_not_found`` and 410 ``channel_is_archived`` will never succeed, so such a message is
-set aside (``failed_at``, ``last_error``) with an error in the log, and the queue moves on. Any
-other failure (5xx, timeout, connection refused) is retried with exponential backoff and jitter,
-for as long as it takes.
+``channel_not_found`` and 410 ``channel_is_archived`` (like any 4xx but 408 and 429) will never
+succeed, so such a message is set aside (``failed_at``, ``last_error``) with an error in the log,
+and the queue moves on. Any other failure (5xx, timeout, connection refused) is retried with
+exponential backoff and jitter, for as long as it takes. A POST that times out after Slack took
+it, or whose "delivered" mark cannot be written, is sent again: at least once, never lost.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ from bot.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
-PERMANENT = frozenset({400, 403, 404, 410})
+def permanent(status: int) -> bool:
+    """A client error that no retry will fix: Slack's 400/403/404/410, and the rest of 4xx (401,
+    413…). 408 and 429 are worth another try."""
+    return 400 <= status < 500 and status not in (408, 429)
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ async def post(session: aiohttp.ClientSession, url: Secret, payload: dict[str, A
             detail = f"HTTP {resp.status} {body}".strip()
             if resp.status == 429:
                 return Outcome(retry_after=_retry_after(resp.headers.get("Retry-After")), detail=detail)
-            return Outcome(permanent=resp.status in PERMANENT, detail=detail)
+            return Outcome(permanent=permanent(resp.status), detail=detail)
     except (aiohttp.ClientError, TimeoutError) as exc:
         # Not str(exc): aiohttp puts the URL in its messages.
         return Outcome(detail=type(exc).__name__)

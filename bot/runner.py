@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -103,8 +103,11 @@ class Runner:
         q = self._q
         async with acquire(self._pool) as conn, conn.transaction():
             if trigger == "manual":
-                if not await conn.fetchval(q["try_lock_job"], job.name):
+                started_at = datetime.now(UTC)
+                claim = await conn.fetchrow(q["claim_manual_run"], job.name, started_at, triggered_by)
+                if not claim["locked"]:
                     raise AlreadyRunning(job.name)
+                run_id = claim["id"]
             else:
                 await conn.execute(q["set_lock_timeout"], SCHEDULED_LOCK_WAIT)
                 try:
@@ -119,28 +122,34 @@ class Runner:
                     log.info("fire of %s for %s skipped: paused", job.name,
                              scheduled_for.isoformat() if scheduled_for else None)
                     return None
-
-            run_id = await conn.fetchval(q["claim_run"], job.name, trigger, scheduled_for, triggered_by)
-            if run_id is None:
-                log.debug("fire of %s for %s already claimed by another replica", job.name, scheduled_for)
-                return None
+                started_at = datetime.now(UTC)
+                run_id = await conn.fetchval(q["claim_run"], job.name, trigger, scheduled_for, started_at,
+                                             triggered_by)
+                if run_id is None:
+                    log.debug("fire of %s for %s already claimed by another replica", job.name, scheduled_for)
+                    return None
 
             result, error = None, None
+            # A savepoint: the job's work rolls back alone. (Not released on success: COMMIT does
+            # that, one round trip fewer.)
+            await conn.execute(q["savepoint_job"])
             try:
-                async with conn.transaction():  # a savepoint: the job's work rolls back alone
-                    result = await job.run(JobContext(conn=conn, queries=q, timezone=self._tz))
-                    json.dumps(result)  # a result that cannot be stored is the job's failure too
+                result = await job.run(JobContext(conn=conn, queries=q, timezone=self._tz))
+                json.dumps(result)  # a result that cannot be stored is the job's failure too
             except Exception as exc:
                 if conn.is_closed():  # the connection died under the job: nothing can be recorded on it
                     raise _ConnectionLost(f"{type(exc).__name__}: {exc}") from exc
+                await conn.execute(q["rollback_job"])
                 # Whatever the job raised (a constraint, a timeout, an OSError of its own) is its
                 # failure, recorded as such.
                 error = truncate(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, MAX_ERROR)
                 result = None
-            row = await conn.fetchrow(q["finish_run"], run_id, "failed" if error else "succeeded",
-                                      result, error)
-            record = RunRecord.from_row(row)
-            # The message is part of the run: committed with it, or not at all.
-            after_commit = await self._notifier.stage(conn, run_result_message(record, self._tz))
+            record = RunRecord(id=run_id, job=job.name, trigger=trigger, scheduled_for=scheduled_for,
+                               started_at=started_at, finished_at=datetime.now(UTC),
+                               status="failed" if error else "succeeded", result=result, error=error,
+                               triggered_by=triggered_by)
+            # The message is part of the run: committed with it (same statement), or not at all.
+            payload, after_commit = self._notifier.in_transaction(run_result_message(record, self._tz))
+            await conn.execute(q["finish_run"], run_id, record.status, result, error, record.finished_at, payload)
         after_commit()
         return record

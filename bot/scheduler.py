@@ -38,11 +38,21 @@ MISFIRE_GRACE = timedelta(seconds=30)
 
 
 class FireExecutor(BaseExecutor):  # type: ignore[misc]
-    """Runs each fire as an asyncio task, passing the scheduled instant, and never cancels it."""
+    """Runs each fire as an asyncio task, passing the scheduled instant, and never cancels it.
+
+    One fire of a job at a time in this process. A fire that comes while the previous one is
+    still going (a long run, or a wait for another replica's run) is kept, and runs when it ends;
+    if several come meanwhile, only the latest is kept (coalesced). So a job that overruns its
+    interval runs again as soon as it can, once, never twice at once. (APScheduler's own
+    ``max_instances`` would drop those fires instead: this executor takes over that rule.)
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._current: dict[str, asyncio.Task[Any]] = {}
+        self._pending: dict[str, tuple[Any, datetime]] = {}
+        self._stopped = False
 
     def start(self, scheduler: Any, alias: str) -> None:
         super().start(scheduler, alias)
@@ -50,11 +60,28 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
 
     def shutdown(self, wait: bool = True) -> None:
         # Unlike AsyncIOExecutor, cancel nothing: Scheduler.stop() awaits the runs in progress.
-        return None
+        # Fires kept for later are dropped: no new work once stopping.
+        self._stopped = True
+        for job_id, _ in self._pending.items():
+            self._loop.call_soon(self._run_job_success, job_id, [])
+        self._pending.clear()
 
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
         scheduled_for = run_times[-1]  # coalesce: one run for fires that piled up
+        if job.id not in self._current:
+            self._launch(job, scheduled_for)
+            return
+        superseded = self._pending.get(job.id)
+        self._pending[job.id] = (job, scheduled_for)
+        if superseded is not None:
+            log.info("fire of %s for %s coalesced into the one for %s (a run was still going)", job.id,
+                     superseded[1].isoformat(), scheduled_for.isoformat())
+            # Each submission is answered once; BaseExecutor counts it right after this returns.
+            self._loop.call_soon(self._run_job_success, job.id, [])
+        else:
+            log.info("fire of %s for %s waits for the run in progress", job.id, scheduled_for.isoformat())
 
+    def _launch(self, job: Any, scheduled_for: datetime) -> None:
         async def fire() -> list[JobExecutionEvent]:
             late = datetime.now(UTC) - scheduled_for
             if late > MISFIRE_GRACE:
@@ -72,14 +99,16 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
 
         def done(task: asyncio.Task[list[JobExecutionEvent]]) -> None:
             self._tasks.discard(task)
-            if task.cancelled():
-                self._run_job_success(job.id, [])
-            else:
-                self._run_job_success(job.id, task.result())
+            self._current.pop(job.id, None)
+            self._run_job_success(job.id, [] if task.cancelled() else task.result())
+            waiting = self._pending.pop(job.id, None)
+            if waiting is not None and not self._stopped:
+                self._launch(*waiting)
 
         task = self._loop.create_task(fire(), name=f"fire:{job.id}:{scheduled_for.isoformat()}")
         task.add_done_callback(done)
         self._tasks.add(task)
+        self._current[job.id] = task
 
     async def drain(self, within_s: float) -> bool:
         """Wait for the runs in progress, up to ``within_s`` seconds; True if none is left."""
@@ -96,8 +125,9 @@ class Scheduler:
         self._aps = AsyncIOScheduler(
             timezone=timezone,
             executors={"default": self._executor},
-            # misfire_grace_time=None here: FireExecutor applies MISFIRE_GRACE itself.
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            # misfire_grace_time=None and no instance limit here: FireExecutor applies MISFIRE_GRACE
+            # and runs one fire of a job at a time itself, keeping (not dropping) the next one.
+            job_defaults={"coalesce": True, "max_instances": 1_000_000, "misfire_grace_time": None},
         )
         self._schedules = schedules
         self._tz = timezone

@@ -2,9 +2,6 @@
 -- Advisory lock keys: (7263520, hashtext(job)) guards "one run of a job at a time" across
 -- every process on the database; the lock is tied to the run's transaction.
 
--- name: try_lock_job
-SELECT pg_try_advisory_xact_lock(7263520, hashtext($1));
-
 -- name: lock_job
 SELECT pg_advisory_xact_lock(7263520, hashtext($1));
 
@@ -22,17 +19,39 @@ SELECT EXISTS (
 
 -- name: claim_run
 -- ON CONFLICT DO NOTHING on (job, scheduled_for): a fire another replica already ran (or is
--- running: the insert waits for its transaction) returns no row.
+-- running: the insert waits for its transaction) returns no row. Times come from the process's
+-- clock, as the fire instants do, so that lag and duration are measured on one clock.
 INSERT INTO foojob_runs (job, trigger, scheduled_for, started_at, status, triggered_by)
-VALUES ($1, $2, $3, clock_timestamp(), 'running', $4)
+VALUES ($1, $2, $3, $4, 'running', $5)
 ON CONFLICT ON CONSTRAINT foojob_runs_one_per_fire DO NOTHING
 RETURNING id;
 
+-- name: claim_manual_run
+-- A manual run takes the job's lock and makes its claim in one round trip. locked = false: a run
+-- of the job is in progress somewhere. (The lock CTE calls a volatile function, so it is
+-- evaluated once, before the insert that reads it.)
+WITH lock AS (SELECT pg_try_advisory_xact_lock(7263520, hashtext($1)) AS locked),
+     claim AS (
+         INSERT INTO foojob_runs (job, trigger, scheduled_for, started_at, status, triggered_by)
+         SELECT $1, 'manual', NULL, $2, 'running', $3 FROM lock WHERE locked
+         RETURNING id
+     )
+SELECT (SELECT locked FROM lock) AS locked, (SELECT id FROM claim) AS id;
+
+-- name: savepoint_job
+SAVEPOINT foojob_job;
+
+-- name: rollback_job
+ROLLBACK TO SAVEPOINT foojob_job;
+
 -- name: finish_run
-UPDATE foojob_runs
-SET status = $2, result = $3, error = $4, finished_at = clock_timestamp()
-WHERE id = $1
-RETURNING *;
+-- The run's record and its Slack message ($6, null when there is no webhook) in one statement.
+WITH done AS (
+    UPDATE foojob_runs SET status = $2, result = $3, error = $4, finished_at = $5 WHERE id = $1 RETURNING id
+), added AS (
+    INSERT INTO foojob_outbox (payload) SELECT $6::jsonb FROM done WHERE $6::jsonb IS NOT NULL RETURNING id
+)
+SELECT pg_notify('foojob_outbox', id::text) FROM added;
 
 -- name: last_run
 SELECT * FROM foojob_runs WHERE job = $1 ORDER BY id DESC LIMIT 1;
@@ -109,9 +128,13 @@ SELECT id, pg_notify('foojob_outbox', id::text) FROM added;
 
 -- name: outbox_head
 -- Only the oldest pending message may go (order); if another replica holds it, nothing does.
-SELECT id, payload, attempts, next_attempt_at, greatest(0, extract(epoch FROM next_attempt_at - now())) AS wait_s
+-- The pending test is repeated outside the subquery: if another replica delivers the row and
+-- commits between this statement's snapshot and its lock, PostgreSQL re-checks the outer WHERE
+-- on the new row version only, and without it would hand back a message already delivered.
+SELECT id, payload, attempts, greatest(0, extract(epoch FROM next_attempt_at - clock_timestamp())) AS wait_s
 FROM foojob_outbox
 WHERE id = (SELECT min(id) FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL)
+  AND delivered_at IS NULL AND failed_at IS NULL
 FOR UPDATE SKIP LOCKED;
 
 -- name: outbox_take_token
@@ -128,8 +151,10 @@ RETURNING tokens;
 UPDATE foojob_outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1;
 
 -- name: outbox_retry
+-- clock_timestamp(), not now(): the delay counts from Slack's answer, not from the start of the
+-- transaction that sent the POST.
 UPDATE foojob_outbox
-SET attempts = attempts + $4, next_attempt_at = now() + make_interval(secs => $2), last_error = $3
+SET attempts = attempts + $4, next_attempt_at = clock_timestamp() + make_interval(secs => $2), last_error = $3
 WHERE id = $1;
 
 -- name: outbox_failed
@@ -141,3 +166,19 @@ FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL;
 
 -- name: job_has_run
 SELECT EXISTS (SELECT 1 FROM foojob_runs WHERE job = $1);
+
+-- name: replica_heartbeat
+-- Also forgets processes not seen for a day (killed ones never say goodbye).
+WITH forgotten AS (DELETE FROM foojob_replicas WHERE last_seen < now() - interval '1 day')
+INSERT INTO foojob_replicas (name, started_at, last_seen) VALUES ($1, now(), now())
+ON CONFLICT (name) DO UPDATE SET last_seen = now();
+
+-- name: replica_gone
+DELETE FROM foojob_replicas WHERE name = $1;
+
+-- name: replica_alive_at
+-- Was another process up at instant $1? Up: started before it, and seen within $3 seconds of it.
+SELECT EXISTS (
+    SELECT 1 FROM foojob_replicas
+    WHERE name <> $2 AND started_at <= $1 AND last_seen >= $1 - make_interval(secs => $3)
+);

@@ -41,7 +41,7 @@ class Core:
 @contextlib.asynccontextmanager
 async def delivering(pool: asyncpg.Pool, url: str) -> AsyncIterator[OutboxNotifier]:
     """The outbox and its dispatcher, as the service has them (polling often: no LISTEN here)."""
-    notifier = OutboxNotifier(Secret(url), Queries())
+    notifier = OutboxNotifier(Secret(url))
     dispatcher = Dispatcher(pool, Queries(), Secret(url), idle_poll_s=0.1)
     dispatcher.start()
     try:
@@ -181,7 +181,7 @@ async def test_history_is_newest_first_and_limited(core: Core) -> None:
 
 async def test_database_gone_is_reported_not_crashed(db_url: str, webhook: WebhookSink) -> None:
     pool = await create_pool(db_url)
-    notifier = OutboxNotifier(Secret(webhook.url), Queries())
+    notifier = OutboxNotifier(Secret(webhook.url))
     runner = Runner(pool, Queries(), JOBS, notifier, TZ)
     control = Control(pool, Queries(), runner, {"foo": CronSchedule.parse("* * * * *")}, TZ, notifier)
     await pool.close()  # as good as a dead server, from the pool's side

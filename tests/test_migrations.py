@@ -19,6 +19,7 @@ EXPECTED_COLUMNS = {
     "foojob_outbox": {"id", "payload", "created_at", "attempts", "next_attempt_at", "delivered_at", "failed_at",
                       "last_error"},
     "foojob_outbox_pace": {"destination", "tokens", "updated_at"},
+    "foojob_replicas": {"name", "started_at", "last_seen"},
 }
 
 

@@ -31,7 +31,8 @@ async def schedule_instants(db: asyncpg.Connection) -> list[datetime]:
 
 async def test_three_replicas_run_every_second_exactly_once(spawn: Spawner, db_url: str, db: asyncpg.Connection,
                                                             webhook: WebhookSink) -> None:
-    await start_all(spawn, 3, DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND, SLACK_WEBHOOK_URL=webhook.url)
+    replicas = await start_all(spawn, 3, DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND,
+                               SLACK_WEBHOOK_URL=webhook.url)
     first = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
     last = first + timedelta(seconds=19)
     await wait_until(lambda: _has_instant(db, last), timeout=30, message="20 seconds of fires")
@@ -42,10 +43,20 @@ async def test_three_replicas_run_every_second_exactly_once(spawn: Spawner, db_u
     print(f"\n3 replicas, 20 s: {len(instants)} runs for 20 fires, {duplicates} duplicates, {len(missing)} missed")
     assert duplicates == 0 and not missing, f"missing fires: {missing}"
     assert await db.fetchval("SELECT count(*) FROM foojob_runs WHERE status <> 'succeeded'") == 0
-    # Every run's message reached Slack once, in the order of the runs.
+    for replica in replicas:
+        assert await replica.stop() == 0
+    await assert_never_overlapping(db)
+    # Every run's message reached Slack exactly once, in the order of the runs.
     run_ids = [r["id"] for r in await db.fetch("SELECT id FROM foojob_runs ORDER BY id")]
     await wait_until(lambda: len(webhook.received) >= len(run_ids), timeout=30, message="all messages")
-    assert webhook.run_ids()[: len(run_ids)] == run_ids
+    assert webhook.run_ids() == run_ids
+
+
+async def assert_never_overlapping(db: asyncpg.Connection) -> None:
+    """No two runs of the job were ever in progress at once, whatever replica ran them."""
+    rows = await db.fetch("SELECT id, started_at, finished_at FROM foojob_runs ORDER BY started_at")
+    for before, after in zip(rows, rows[1:], strict=False):
+        assert before["finished_at"] <= after["started_at"], f"runs {before['id']} and {after['id']} overlap"
 
 
 async def _has_instant(db: asyncpg.Connection, instant: datetime) -> bool:
@@ -59,8 +70,8 @@ async def test_pause_on_one_replica_holds_for_all_within_a_second(spawn: Spawner
     await wait_until(lambda: schedule_instants(db), message="runs")
     assert (await get_json(http, "POST", f"{a.url}/pause", json={"reason": "incident"}))[0] == 200
     paused_at = await db.fetchval("SELECT now()")
-    for replica in (b, c):  # the NOTIFY reaches the others
-        await replica.wait_log(r"foo is now paused by http", timeout=1.0)
+    # The NOTIFY reaches the other replicas, each within a second.
+    await asyncio.gather(*(r.wait_log(r"foo is now paused by http", timeout=1.0) for r in (b, c)))
     for replica in (a, b, c):
         await replica.wait_log(r"skipped: paused", count=2, timeout=5)
     late = await db.fetchval("SELECT count(*) FROM foojob_runs WHERE trigger = 'schedule' AND started_at > $1",
@@ -99,6 +110,7 @@ async def test_kill_9_mid_run_leaves_no_half_row_and_no_duplicate(spawn: Spawner
     assert all(r["status"] == "succeeded" for r in rows)  # no half row, nothing left "running"
     taken_over = [r for r in rows if killed_at <= r["started_at"] < released_at]
     assert len(taken_over) == 1  # the fire the killed replica was running ran once, on the survivor
+    assert taken_over[0]["scheduled_for"] <= killed_at  # a fire due before the kill: the victim's
     # foo holds what the last committed run wrote, not what the killed one half did.
     last = rows[-1]["result"]
     stored = await db.fetchval("SELECT col_timestamp FROM foo WHERE id = 1")
@@ -133,7 +145,47 @@ async def test_cut_connections_come_back_by_themselves(spawn: Spawner, db_url: s
     assert svc.proc.poll() is None
 
 
+async def test_fires_during_a_long_run_wait_then_run_once_never_overlapping(
+        spawn: Spawner, db_url: str, db: asyncpg.Connection, http: aiohttp.ClientSession) -> None:
+    a, b = await start_all(spawn, 2, DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND)
+    await wait_until(lambda: schedule_instants(db), message="runs")
+    async with row_locked(db_url):
+        # A long run-now on replica a: the scheduled fires on both replicas must wait for it.
+        manual = asyncio.create_task(get_json(http, "POST", f"{a.url}/runNow"))
+        await wait_until(lambda: _run_holder(db), message="the run-now in progress")
+        for replica in (a, b):  # fires keep coming meanwhile: they are kept, then coalesced
+            await replica.wait_log("coalesced into the one for", count=2, timeout=10)
+        released_at = await db.fetchval("SELECT now()")
+    assert (await manual)[0] == 200
+    # The fire kept last runs as soon as the long run ends: once, on one replica.
+    after = await wait_until(lambda: db.fetch(
+        "SELECT * FROM foojob_runs WHERE trigger = 'schedule' AND started_at >= $1 ORDER BY started_at",
+        released_at), message="the kept fire to run")
+    assert after[0]["started_at"] - released_at < timedelta(seconds=1)
+    assert after[0]["scheduled_for"] < released_at  # it is a fire from during the long run
+    await assert_never_overlapping(db)
+    coalesced = {line.split(" for ")[1].split(" coalesced")[0] for svc in (a, b)
+                 for line in svc.stderr().splitlines() if "coalesced into" in line}
+    ran = {r["scheduled_for"].isoformat()
+           for r in await db.fetch("SELECT scheduled_for FROM foojob_runs WHERE scheduled_for IS NOT NULL")}
+    assert coalesced and not (coalesced & ran)  # a coalesced fire never ran as well
+
+
 # -- Slack delivery ---------------------------------------------------------------------------------
+
+async def test_slacks_pace_holds_across_replicas(spawn: Spawner, db_url: str, db: asyncpg.Connection,
+                                                 webhook: WebhookSink, http: aiohttp.ClientSession) -> None:
+    a, b = await start_all(spawn, 2, DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON, SLACK_WEBHOOK_URL=webhook.url)
+    for i in range(8):  # a burst of runs, on both replicas
+        assert (await get_json(http, "POST", f"{(a, b)[i % 2].url}/runNow"))[0] == 200
+    await wait_until(lambda: len(webhook.received) == 8, timeout=20, message="eight messages")
+    times = [x.at for x in webhook.attempts]
+    # One message a second with bursts of three: k+1 consecutive deliveries span at least k-2 s.
+    for i, start in enumerate(times):
+        for j in range(i + 3, len(times)):
+            assert times[j] - start >= (j - i - 2) - 0.05, f"deliveries {i}..{j} came too fast"
+    assert times[-1] - times[0] >= 8 - 3 - 0.05
+    assert webhook.run_ids() == [r["id"] for r in await db.fetch("SELECT id FROM foojob_runs ORDER BY id")]
 
 async def _outbox(db: asyncpg.Connection) -> list[asyncpg.Record]:
     return await db.fetch("SELECT * FROM foojob_outbox ORDER BY id")
@@ -149,6 +201,9 @@ async def test_5xx_is_retried_until_slack_takes_it(spawn: Spawner, db_url: str, 
     [row] = await _outbox(db)
     assert row["delivered_at"] is not None and row["attempts"] == 3
     assert [a.status for a in webhook.attempts] == [500, 500, 200] and len(webhook.received) == 1
+    first, second, third = (a.at for a in webhook.attempts)
+    # Backoff with jitter: the n-th retry waits between half and all of min(15 s, 0.5 s × 2^n).
+    assert second - first >= 0.25 and third - second >= 0.5
     assert webhook.url not in svc.stderr() and "secretpart" not in svc.stderr()
 
 
@@ -258,14 +313,15 @@ async def test_one_catch_up_run_after_everyone_was_down(spawn: Spawner, db_url: 
 
 
 async def test_never_a_burst_of_catch_ups(spawn: Spawner, db_url: str, db: asyncpg.Connection) -> None:
-    # Down for 40 minutes on a schedule of every minute: 40 missed fires, one catch-up.
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    # Down for 40 minutes on a schedule of every 5 minutes: 8 missed fires, one catch-up (the latest).
+    began = datetime.now(UTC)
     await db.execute("INSERT INTO foojob_runs (job, trigger, scheduled_for, started_at, finished_at, status) "
-                     "VALUES ('foo', 'schedule', $1, $1, $1, 'succeeded')", now - timedelta(minutes=40))
-    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON="* * * * *").started()
+                     "VALUES ('foo', 'schedule', $1, $1, $1, 'succeeded')", began - timedelta(minutes=40))
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON="*/5 * * * *").started()
     [run] = await _catch_ups(db)
-    assert now - timedelta(minutes=1) <= run["scheduled_for"] <= now + timedelta(minutes=1)
-    assert await db.fetchval("SELECT count(*) FROM foojob_runs") == 2
+    assert began - timedelta(minutes=5) < run["scheduled_for"] <= began
+    # Nothing else ran for the missed fires (a fire due after the start is the schedule's, not missed).
+    assert await db.fetchval("SELECT count(*) FROM foojob_runs WHERE scheduled_for < $1", began) == 2
     assert svc.proc.poll() is None
 
 
@@ -289,6 +345,22 @@ async def test_no_catch_up_on_a_first_start_when_paused_or_past_the_grace(spawn:
     assert await _catch_ups(db) == []  # 5 minutes late is past a 2-minute grace
 
 
+async def test_a_fire_another_replica_was_up_for_is_not_caught_up(spawn: Spawner, db_url: str,
+                                                                   db: asyncpg.Connection) -> None:
+    # Another process was up across the fire (say it skipped it: paused then). Not missed: no catch-up.
+    cron, fire = _minutes_ago_cron(5)
+    await db.execute("INSERT INTO foojob_runs (job, trigger, scheduled_for, started_at, finished_at, status) "
+                     "VALUES ('foo', 'schedule', $1, $1, $1, 'succeeded')", fire - timedelta(hours=1))
+    await db.execute("INSERT INTO foojob_replicas (name, started_at, last_seen) VALUES ('other:1:ab', $1, $2)",
+                     fire - timedelta(minutes=10), fire + timedelta(seconds=1))
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=cron).started()
+    assert await _catch_ups(db) == []
+    # The process registers itself while it runs, and leaves when it stops.
+    assert await db.fetchval("SELECT count(*) FROM foojob_replicas WHERE name LIKE $1", f"%:{svc.proc.pid}:%") == 1
+    assert await svc.stop() == 0
+    assert await db.fetchval("SELECT count(*) FROM foojob_replicas WHERE name LIKE $1", f"%:{svc.proc.pid}:%") == 0
+
+
 async def test_replicas_starting_together_catch_up_once(spawn: Spawner, db_url: str, db: asyncpg.Connection) -> None:
     cron, fire = _minutes_ago_cron(3)
     await db.execute("INSERT INTO foojob_runs (job, trigger, scheduled_for, started_at, finished_at, status) "
@@ -296,3 +368,4 @@ async def test_replicas_starting_together_catch_up_once(spawn: Spawner, db_url: 
     services = [spawn(DATABASE_URL=db_url, FOOJOB_CRON=cron) for _ in range(3)]
     await asyncio.gather(*(s.started() for s in services))
     assert len(await _catch_ups(db)) == 1
+    assert await db.fetchval("SELECT count(*) FROM foojob_runs WHERE status <> 'succeeded'") == 0
