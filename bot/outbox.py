@@ -83,6 +83,7 @@ class Dispatcher:
         self._base, self._cap = backoff_base_s, backoff_cap_s
         self._idle = idle_poll_s
         self._wake = asyncio.Event()
+        self._waiting_for_queue = True
         self._stopping = False
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
@@ -92,12 +93,16 @@ class Dispatcher:
         self._task = asyncio.create_task(self._run(), name="outbox-dispatcher")
 
     def wake(self) -> None:
-        """A message was added (NOTIFY foojob_outbox): look now rather than at the next poll."""
-        self._wake.set()
+        """A message was added (NOTIFY foojob_outbox): look now rather than at the next poll —
+        unless the dispatcher is waiting for Slack's pace or a retry, which a new message at the
+        back of the queue does not change (waking it would only cost a query per run)."""
+        if self._waiting_for_queue:
+            self._wake.set()
 
     async def stop(self, within_s: float) -> None:
         """Finish the delivery in progress (if any), then stop; what is pending stays for later."""
         self._stopping = True
+        self._waiting_for_queue = True
         self._wake.set()
         if self._task is not None:
             try:
@@ -150,10 +155,12 @@ class Dispatcher:
         assert self._session is not None
         async with acquire(self._pool) as conn, conn.transaction():
             head = await conn.fetchrow(self._q["outbox_head"])
+            # Empty, or another replica has the head: a new message (NOTIFY) is worth a look.
+            self._waiting_for_queue = head is None
             if head is None:
                 return self._idle
-            if head["wait_s"] > 0:
-                return min(float(head["wait_s"]), self._idle)
+            if head["wait_s"] > 0:  # the head waits for its retry: nothing may pass it
+                return float(head["wait_s"])
             if await conn.fetchval(self._q["outbox_take_token"], self._rate, self._burst) is None:
                 return 1.0 / self._rate
             outcome = await post(self._session, self._url, head["payload"])
