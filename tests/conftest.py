@@ -330,6 +330,19 @@ async def get_json(session: aiohttp.ClientSession, method: str, url: str, **kwar
             raise AssertionError(f"{method} {url} answered {resp.status} with non-JSON: {text[:200]!r}") from None
 
 
+# The job's lock is held by a run in progress (any process; see sql/queries.sql).
+RUN_LOCK = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 7263520 AND granted"
+
+
+async def run_in_progress(url: str, message: str = "a run in progress") -> None:
+    """Wait until some process holds the job's lock: a run is under way."""
+    conn = await asyncpg.connect(url)
+    try:
+        await wait_until(lambda: conn.fetchval(f"SELECT count(*) FROM ({RUN_LOCK}) AS held"), message=message)
+    finally:
+        await conn.close()
+
+
 @contextlib.asynccontextmanager
 async def row_locked(url: str) -> AsyncIterator[asyncpg.Connection]:
     """Hold a lock on foo's row 1 so that a run of the foo job blocks until the block ends."""

@@ -12,11 +12,10 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import asyncpg
 
-from tests.conftest import Service, Spawner, WebhookSink, get_json, row_locked, run_cli, wait_until
+from tests.conftest import RUN_LOCK, Service, Spawner, WebhookSink, get_json, row_locked, run_cli, wait_until
 
 EVERY_SECOND = "* * * * * *"
 NEVER_SOON = "0 0 1 1 *"
-RUN_LOCK = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 7263520 AND granted"
 
 
 async def start_all(spawn: Spawner, n: int, **env: str) -> list[Service]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from tests.conftest import Service, WebhookSink, get_json, row_locked, run_cli, wait_until
+from tests.conftest import Service, WebhookSink, get_json, row_locked, run_cli, run_in_progress, wait_until
 
 EVERY_SECOND = "* * * * * *"
 NEVER_SOON = "0 0 1 1 *"
@@ -86,9 +86,7 @@ async def test_sigterm_lets_the_run_in_progress_finish(spawn, db_url: str, db: a
     async with row_locked(db_url):
         before = len(await _schedule_runs(db))
         # The next fire takes the job's lock and then waits on our row lock: a run in progress.
-        await wait_until(lambda: db.fetchval(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7263520 AND granted"),
-            message="a run in progress")
+        await run_in_progress(db_url)
         svc.proc.send_signal(signal.SIGTERM)
         await svc.wait_log("shutting down")
         # Still there, its run still waiting on our lock (not cancelled, not rolled back).
@@ -143,13 +141,7 @@ async def test_cli_run_now_says_already_running(db_url: str) -> None:
         import asyncio
 
         blocked = asyncio.create_task(asyncio.to_thread(run_cli, "run-now", DATABASE_URL=db_url))
-        conn = await asyncpg.connect(db_url)
-        try:
-            await wait_until(lambda: conn.fetchval(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7263520 AND granted"),
-                message="the first run-now to hold the job")
-        finally:
-            await conn.close()
+        await run_in_progress(db_url, "the first run-now to hold the job")
         second = await asyncio.to_thread(run_cli, "run-now", DATABASE_URL=db_url)
         assert second.returncode == 3 and "already running" in second.stderr
     assert (await blocked).returncode == 0

@@ -11,7 +11,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.conftest import Service, Spawner, get_json, row_locked, wait_until
+from tests.conftest import Service, Spawner, get_json, row_locked, run_in_progress, wait_until
 from tests.slack_sim import APP_TOKEN, BOT_TOKEN, Envelope, SlackSimulator
 
 NEVER_SOON = "0 0 1 1 *"
@@ -220,13 +220,7 @@ async def test_run_now_while_running_says_so(spawn, slack: SlackSimulator, db_ur
     async with row_locked(db_url):
         first = await slack.command("run-now")
         await acked(slack, first)
-        conn = await asyncpg.connect(db_url)
-        try:
-            await wait_until(lambda: conn.fetchval(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7263520 AND granted"),
-                message="the first run in progress")
-        finally:
-            await conn.close()
+        await run_in_progress(db_url, "the first run in progress")
         second = await slack.command("run-now")
         [reply] = await replies(slack, second)
         assert "already running" in reply["text"]
@@ -410,13 +404,7 @@ async def test_shutdown_finishes_a_command_in_progress_without_reconnecting(spaw
     async with row_locked(db_url):
         env = await slack.command("run-now")
         await acked(slack, env)
-        conn = await asyncpg.connect(db_url)
-        try:
-            await wait_until(lambda: conn.fetchval(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7263520 AND granted"),
-                message="the run in progress")
-        finally:
-            await conn.close()
+        await run_in_progress(db_url, "the run in progress")
         svc.proc.send_signal(signal.SIGTERM)
         await svc.wait_log("shutting down")
         await wait_until(lambda: not slack.connected(), message="the socket to close")
