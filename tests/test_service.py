@@ -12,7 +12,16 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from tests.conftest import Service, WebhookSink, get_json, row_locked, run_cli, run_in_progress, wait_until
+from tests.conftest import (
+    Service,
+    WebhookSink,
+    get_json,
+    row_locked,
+    run_cli,
+    run_in_progress,
+    wait_until,
+    with_database,
+)
 
 EVERY_SECOND = "* * * * * *"
 NEVER_SOON = "0 0 1 1 *"
@@ -171,7 +180,7 @@ async def test_the_database_going_away_gives_503_and_everything_recovers(spawn, 
     svc: Service = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON).started()
     assert (await get_json(http, "POST", f"{svc.url}/runNow"))[0] == 200
     name = await db.fetchval("SELECT current_database()")
-    admin = await asyncpg.connect(db_url.rsplit("/", 1)[0] + "/postgres")
+    admin = await asyncpg.connect(with_database(db_url, "postgres"))
     try:
         # The database refuses connections and every connection the service had is cut.
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
