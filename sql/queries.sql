@@ -56,9 +56,6 @@ SELECT pg_notify('foojob_outbox', id::text) FROM added;
 -- name: last_run
 SELECT * FROM foojob_runs WHERE job = $1 ORDER BY id DESC LIMIT 1;
 
--- name: last_scheduled_fire
-SELECT max(scheduled_for) FROM foojob_runs WHERE job = $1 AND scheduled_for IS NOT NULL;
-
 -- name: runs
 SELECT * FROM foojob_runs
 WHERE ($1::text IS NULL OR job = $1)
