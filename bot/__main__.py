@@ -60,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except FoojobError as exc:
-        sys.stderr.write(f"foojob: {exc}\n")
+        # Through the log, so that LOG_FORMAT=json gets a JSON line here too.
+        logging.getLogger("bot").critical("foojob: %s", exc)
         return EXIT_FAILED
 
 

@@ -163,7 +163,9 @@ async def catch_up(settings: Settings, core: Core, replica: str) -> None:
             continue
         if run is not None:
             log.warning("%s missed its fire of %s while no replica was up: ran it now (run %d, %s)",
-                        name, missed.isoformat(), run.id, run.status)
+                        name, missed.isoformat(), run.id, run.status,
+                        extra={"job": name, "run_id": run.id, "trigger": "catch-up", "status": run.status,
+                               "scheduled_for": missed.isoformat()})
 
 
 async def _heartbeat(control: Control, replica: str) -> None:

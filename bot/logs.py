@@ -36,6 +36,12 @@ class RedactSecrets(logging.Filter):
         text = record.exc_text or ""
         if record.exc_info and not text:
             text = logging.Formatter().formatException(record.exc_info)
+        for name in FIELDS:  # structured fields are output too
+            value = getattr(record, name, None)
+            if isinstance(value, str) and any(s in value for s in self._secrets):
+                for secret in self._secrets:
+                    value = value.replace(secret, "[redacted]")
+                setattr(record, name, value + " (a secret was redacted from this field)")
         if any(s in message or s in text for s in self._secrets):
             for secret in self._secrets:
                 message = message.replace(secret, "[redacted]")

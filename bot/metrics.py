@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -55,9 +56,13 @@ class Metrics:
                 # On an outage keep the last known value; /healthz reports the outage.
                 with contextlib.suppress(DatabaseUnavailable):
                     self.paused.labels(job).set(1 if (await control.state(job)).paused else 0)
-            with contextlib.suppress(DatabaseUnavailable):
+            depth: float
+            age: float
+            try:
                 depth, age = await control.outbox_depth()
-                self.outbox_depth.set(depth)
-                self.outbox_age.set(age)
+            except DatabaseUnavailable:
+                depth, age = math.nan, math.nan  # unknown, not zero: an empty queue would be a lie
+            self.outbox_depth.set(depth)
+            self.outbox_age.set(age)
 
         return generate_latest(self.registry)

@@ -21,6 +21,7 @@ import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -45,6 +46,12 @@ MAX_ERROR = 2000  # characters of a job's error kept with its run
 
 class _ConnectionLost(Exception):
     """The run's connection died while the job was running."""
+
+
+def _fire_fields(job: str, trigger: str, scheduled_for: datetime | None, status: str) -> dict[str, Any]:
+    """Log fields of a fire that did not become a run."""
+    return {"job": job, "trigger": trigger, "status": status,
+            "scheduled_for": scheduled_for.isoformat() if scheduled_for else None}
 
 
 class Runner:
@@ -81,7 +88,11 @@ class Runner:
         except (DatabaseUnavailable, _ConnectionLost, *CONNECTION_ERRORS) as exc:  # type: ignore[misc]
             message = str(exc) if isinstance(exc, DatabaseUnavailable) else \
                 f"database unavailable: {type(exc).__name__}: {exc}"
-            log.error("run of %s (%s) could not be recorded: %s", job.name, trigger, message)
+            log.error("run of %s (%s) could not be recorded: %s", job.name, trigger, message,
+                      extra={"job": job.name, "trigger": trigger, "status": "failed", "error": message,
+                             "scheduled_for": scheduled_for.isoformat() if scheduled_for else None})
+            if self._metrics is not None:
+                self._metrics.runs.labels(job.name, trigger, "failed").inc()
             self._notifier.publish_now(run_unrecorded_message(job.name, trigger, scheduled_for, message, self._tz))
             raise DatabaseUnavailable(message) from exc
         if record is None:
@@ -114,13 +125,15 @@ class Runner:
                     await conn.execute(q["lock_job"], job.name)
                 except asyncpg.LockNotAvailableError:
                     log.warning("fire of %s for %s given up: a run was still in progress after %s",
-                                job.name, scheduled_for, SCHEDULED_LOCK_WAIT)
+                                job.name, scheduled_for, SCHEDULED_LOCK_WAIT,
+                                extra=_fire_fields(job.name, trigger, scheduled_for, "given-up"))
                     return None
                 await conn.execute(q["set_lock_timeout"], "0")
                 state = await conn.fetchrow(q["job_state"], job.name)
                 if state is not None and state["paused"]:
                     log.info("fire of %s for %s skipped: paused", job.name,
-                             scheduled_for.isoformat() if scheduled_for else None)
+                             scheduled_for.isoformat() if scheduled_for else None,
+                             extra=_fire_fields(job.name, trigger, scheduled_for, "skipped-paused"))
                     return None
                 started_at = datetime.now(UTC)
                 run_id = await conn.fetchval(q["claim_run"], job.name, trigger, scheduled_for, started_at,

@@ -75,7 +75,9 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
         self._pending[job.id] = (job, scheduled_for)
         if superseded is not None:
             log.info("fire of %s for %s coalesced into the one for %s (a run was still going)", job.id,
-                     superseded[1].isoformat(), scheduled_for.isoformat())
+                     superseded[1].isoformat(), scheduled_for.isoformat(),
+                     extra={"job": job.id, "trigger": "schedule", "status": "coalesced",
+                            "scheduled_for": superseded[1].isoformat()})
             # Each submission is answered once; BaseExecutor counts it right after this returns.
             self._loop.call_soon(self._run_job_success, job.id, [])
         else:
@@ -86,7 +88,8 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
             late = datetime.now(UTC) - scheduled_for
             if late > MISFIRE_GRACE:
                 log.warning("fire of %s for %s skipped: %.1f s late", job.id, scheduled_for.isoformat(),
-                            late.total_seconds())
+                            late.total_seconds(), extra={"job": job.id, "trigger": "schedule", "status": "late",
+                                                         "scheduled_for": scheduled_for.isoformat()})
                 return []
             try:
                 value = await job.func(*job.args, scheduled_for=scheduled_for)

@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+import aiohttp
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
@@ -37,7 +38,6 @@ from jobs import DEFAULT_JOB
 
 log = logging.getLogger(__name__)
 
-Respond = Callable[..., Awaitable[Any]]
 
 
 class Reply(Protocol):
@@ -47,6 +47,7 @@ class Reply(Protocol):
 DOWN_AFTER_S = 60.0
 # A second click on the same button of the same message within this window is a double click.
 CLICK_WINDOW = timedelta(seconds=30)
+WORK_AT_ONCE = 4
 
 
 class SlackSurface:
@@ -62,14 +63,20 @@ class SlackSurface:
         # process_before_response=True: Bolt sends the ack as soon as the listener returns, and
         # every listener here returns right after ack(), leaving the slow part to a task of its
         # own. (With False, Bolt polls for the ack every 10 ms: 10-20 ms per ack for nothing.)
+        # Over Socket Mode there are no HTTP requests to verify, no SSL checks or URL verification,
+        # no messages of our own to ignore, no functions: those middlewares only cost time per ack.
         self._app = AsyncApp(token=bot_token.reveal(), logger=logging.getLogger("bot.slack.bolt"),
-                             process_before_response=True)
+                             process_before_response=True, request_verification_enabled=False,
+                             ssl_check_enabled=False, url_verification_enabled=False,
+                             ignoring_self_events_enabled=False, attaching_function_token_enabled=False)
         # Bolt builds its Web API client from the token; point it at SLACK_API_URL (GovSlack, tests).
         # (Handing Bolt a client instead makes it warn that the token it reads from the environment
         # is unused.)
         self._app.client.base_url = api_url
         self._app_token = app_token
         self._handler: AsyncSocketModeHandler | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._work_slots = asyncio.Semaphore(WORK_AT_ONCE)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_connected = time.monotonic()
         self._down_after_s = down_after_s
@@ -80,6 +87,7 @@ class SlackSurface:
     async def start(self) -> None:
         """Connect in the background: Slack being unreachable must not hold up the service."""
         # The Socket Mode client starts its message loop when built: build it inside the loop.
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         self._handler = AsyncSocketModeHandler(self._app, app_token=self._app_token.reveal())
         self._spawn(self._handler.connect_async(), "slack-connect")  # type: ignore[no-untyped-call]
         self._spawn(self._watch(), "slack-watch")
@@ -97,6 +105,8 @@ class SlackSurface:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -137,8 +147,7 @@ class SlackSurface:
         return (f"Sorry <@{user}>, you are not allowed to {verb} foojob. Ask an admin to add your user ID "
                 f"(`{user}`) to `SLACK_ALLOWED_USERS`. Nothing was changed.")
 
-    async def _on_command(self, ack: Callable[..., Awaitable[None]], command: dict[str, Any],
-                          respond: Respond) -> None:
+    async def _on_command(self, ack: Callable[..., Awaitable[None]], command: dict[str, Any]) -> None:
         user = command.get("user_id", "")
         try:
             cmd = parse(command.get("text", ""))
@@ -156,14 +165,17 @@ class SlackSurface:
             await ack(response_type="ephemeral", text=f":hourglass_flowing_sand: Running {DEFAULT_JOB}…")
         else:
             await ack()
-        reply = _responder(respond)
+        reply = self._responder(command.get("response_url", ""))
         self._work(self._command(cmd, user, reply), reply)
 
     def _work(self, coro: Awaitable[None], reply: Reply) -> None:
         """Start the slow part as a tracked task (shutdown waits for it); it reports any failure."""
         async def guarded() -> None:
             try:
-                await coro
+                # A few at a time: a burst of commands must not hold up the acks of the next ones,
+                # which share this event loop.
+                async with self._work_slots:
+                    await coro
             except FoojobError as exc:
                 await reply(blocks.text_message(f":warning: {blocks.escape(str(exc))}"))
             except Exception:
@@ -209,11 +221,28 @@ class SlackSurface:
         if changed and self._announce_in_channel:
             await reply(blocks.resumed_message(job, user, automatic=False), in_channel=True)
 
-    def _replier(self, body: dict[str, Any], respond: Respond, client: AsyncWebClient) -> Reply:
+    def _responder(self, url: str) -> Reply:
+        """Answers through a response_url, on one HTTP session for all (Bolt's respond() opens a
+        new session, and a new connection, for every answer)."""
+        async def reply(message: Message, *, in_channel: bool = False) -> None:
+            body = {"text": message.text, "blocks": message.blocks, "replace_original": False,
+                    "response_type": "in_channel" if in_channel else "ephemeral"}
+            try:
+                assert self._http is not None
+                async with self._http.post(url, json=body) as resp:
+                    if resp.status != 200:
+                        # An expired response_url (30 min, 5 uses), invalid_blocks…
+                        log.warning("Slack refused a reply (HTTP %s: %s)", resp.status, (await resp.text())[:200])
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("could not reply to Slack (%s)", type(exc).__name__)
+
+        return reply
+
+    def _replier(self, body: dict[str, Any], client: AsyncWebClient) -> Reply:
         """Clicks on a message answer through its response_url; clicks on the Home tab have none,
         so they answer by publishing the Home tab again, with the answer on top."""
         if body.get("container", {}).get("type") != "view":
-            return _responder(respond)
+            return self._responder(body.get("response_url", ""))
         user = body.get("user", {}).get("id", "")
 
         async def reply(message: Message, *, in_channel: bool = False) -> None:
@@ -241,10 +270,9 @@ class SlackSurface:
         return job, user
 
     def _on_click(self, verb: str) -> Callable[..., Awaitable[None]]:
-        async def handler(ack: Callable[..., Awaitable[None]], body: dict[str, Any], respond: Respond,
-                          client: AsyncWebClient) -> None:
+        async def handler(ack: Callable[..., Awaitable[None]], body: dict[str, Any], client: AsyncWebClient) -> None:
             await ack()
-            reply = self._replier(body, respond, client)
+            reply = self._replier(body, client)
 
             async def work() -> None:
                 if (target := await self._button(body, reply, verb)) is None:
@@ -278,12 +306,3 @@ class SlackSurface:
             log.warning("Slack refused the Home tab (%s)", exc.response.get("error"))
 
 
-def _responder(respond: Respond) -> Reply:
-    async def reply(message: Message, *, in_channel: bool = False) -> None:
-        response = await respond(text=message.text, blocks=message.blocks,
-                                 response_type="in_channel" if in_channel else "ephemeral", replace_original=False)
-        if getattr(response, "status_code", 200) != 200:
-            # slack_sdk does not raise on a refusal here (an expired response_url, invalid_blocks).
-            log.warning("Slack refused a reply (HTTP %s: %s)", response.status_code, str(response.body)[:200])
-
-    return reply
