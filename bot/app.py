@@ -247,6 +247,8 @@ async def serve(settings: Settings) -> int:
             if settings.slack_webhook_url is not None:
                 dispatcher = Dispatcher(core.pool, core.queries, settings.slack_webhook_url)
                 dispatcher.start()
+                if isinstance(core.notifier, OutboxNotifier):
+                    core.notifier.on_committed = dispatcher.wake
                 stack.push_async_callback(dispatcher.stop, DELIVERY_GRACE_S)
 
             async def reread(job: str, *, noticed: bool) -> None:
@@ -267,7 +269,6 @@ async def serve(settings: Settings) -> int:
 
             listener = Listener(core.dsn, {
                 "foojob_control": lambda job: tasks.spawn(reread(job, noticed=True)),
-                "foojob_outbox": lambda _id: dispatcher.wake() if dispatcher else None,
             }, on_connect)
             listener.start()
             stack.push_async_callback(listener.stop)

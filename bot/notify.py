@@ -94,9 +94,11 @@ class OutboxNotifier:
     def __init__(self, url: Secret) -> None:
         self._url = url
         self._direct: set[asyncio.Task[None]] = set()
+        # Set by the service to wake its outbox dispatcher once the message is committed.
+        self.on_committed: AfterCommit = _nothing
 
     def in_transaction(self, message: Message) -> tuple[dict[str, Any] | None, AfterCommit]:
-        return message.payload(), _nothing
+        return message.payload(), self.on_committed
 
     def publish_now(self, message: Message) -> None:
         task = asyncio.ensure_future(self._send_direct(message))

@@ -46,12 +46,12 @@ ROLLBACK TO SAVEPOINT foojob_job;
 
 -- name: finish_run
 -- The run's record and its Slack message ($6, null when there is no webhook) in one statement.
+-- (No NOTIFY: the process that wrote the message wakes its own dispatcher after COMMIT; a
+-- NOTIFY per run cost every replica's LISTEN connection a wake-up for nothing.)
 WITH done AS (
     UPDATE foojob_runs SET status = $2, result = $3, error = $4, finished_at = $5 WHERE id = $1 RETURNING id
-), added AS (
-    INSERT INTO foojob_outbox (payload) SELECT $6::jsonb FROM done WHERE $6::jsonb IS NOT NULL RETURNING id
 )
-SELECT pg_notify('foojob_outbox', id::text) FROM added;
+INSERT INTO foojob_outbox (payload) SELECT $6::jsonb FROM done WHERE $6::jsonb IS NOT NULL;
 
 -- name: last_run
 SELECT * FROM foojob_runs WHERE job = $1 ORDER BY id DESC LIMIT 1;
@@ -119,9 +119,7 @@ RETURNING key;
 SELECT pg_notify('foojob_control', $1);
 
 -- name: outbox_add
--- The NOTIFY is sent at COMMIT, so dispatchers wake only for messages that exist.
-WITH added AS (INSERT INTO foojob_outbox (payload) VALUES ($1) RETURNING id)
-SELECT id, pg_notify('foojob_outbox', id::text) FROM added;
+INSERT INTO foojob_outbox (payload) VALUES ($1);
 
 -- name: outbox_head
 -- Only the oldest pending message may go (order); if another replica holds it, nothing does.
