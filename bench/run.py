@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.pg import embedded_postgres  # noqa: E402
 from tests.slack_sim import APP_TOKEN, BOT_TOKEN, SlackSimulator  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -70,17 +70,8 @@ async def postgres() -> AsyncIterator[str]:
     if url:
         yield url
         return
-    home = Path(tempfile.mkdtemp(prefix="foojob-bench-pg-"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver
-
-        server = pgserver.get_server(home / "data", cleanup_mode="delete")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
-        shutil.rmtree(home, ignore_errors=True)
+    with embedded_postgres("foojob-bench-pg-") as uri:
+        yield uri
 
 
 def with_db(url: str, name: str) -> str:

@@ -12,14 +12,11 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +27,8 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
+
+from tests.pg import embedded_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,17 +66,8 @@ def pg_server() -> Iterator[str]:
     if url:
         yield url
         return
-    # Not under pytest's tmp_path: pytest deletes all but the newest three of those, which another
-    # pytest run on the machine could do to a server still in use.
-    home = Path(tempfile.mkdtemp(prefix="foojob-test-pg-"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver
-
-        server = pgserver.get_server(home / "data", cleanup_mode="delete")
-    yield server.get_uri()
-    server.cleanup()
-    shutil.rmtree(home, ignore_errors=True)
+    with embedded_postgres("foojob-test-pg-") as uri:
+        yield uri
 
 
 async def _admin(url: str, *statements: str) -> None:
