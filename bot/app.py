@@ -148,11 +148,12 @@ async def catch_up(settings: Settings, core: Core, replica: str) -> None:
     if not settings.misfire_grace:
         return
     now = datetime.now(UTC)
-    for name, schedule in settings.schedules.items():
-        missed = schedule.cron.latest_between(now - settings.misfire_grace, now, settings.timezone)
-        if missed is None:
-            continue
+    for name in settings.schedules:
         try:
+            # The schedule in force at the missed instant, which a change may have replaced since.
+            missed = await core.control.latest_fire_between(name, now - settings.misfire_grace, now)
+            if missed is None:
+                continue
             if not await core.control.has_run(name):
                 continue  # a first start never catches up
             if await core.control.another_replica_up_at(missed, replica, ALIVE_MARGIN):
@@ -236,9 +237,12 @@ async def serve(settings: Settings) -> int:
             tasks = _Tasks()
             stack.push_async_callback(tasks.cancel)
 
+            # The effective schedules, after this start's configured ones have had their say.
+            schedules = {job: await core.control.reconcile(job) for job in core.control.jobs}
             scheduler = Scheduler(
-                {name: s.cron for name, s in settings.schedules.items()}, settings.timezone,
-                on_fire=lambda job, at: core.runner.run(job, trigger="schedule", scheduled_for=at),
+                schedules, settings.timezone,
+                on_fire=lambda job, at, version: core.runner.run(job, trigger="schedule", scheduled_for=at,
+                                                                 schedule_version=version),
                 on_pause_expired=core.control.expire_pause,
             )
             core.control.on_state_change(scheduler.watch_state)
@@ -288,9 +292,10 @@ async def serve(settings: Settings) -> int:
             await catch_up(settings, core, replica)
             scheduler.start()
             backend.control = core.control
-            for name, s in settings.schedules.items():
-                log.info("scheduled %s: %s, %s (%s)", name, s.cron.text, s.cron.describe(),
-                         settings.timezone.key)
+            for name, sched in schedules.items():
+                log.info("scheduled %s: %s, %s (%s; %s schedule%s)", name, sched.cron, sched.describe(),
+                         sched.timezone, sched.source,
+                         f" set by {sched.set_by}" if sched.source == "runtime" else "")
             slack = await start_slack(settings, core) if settings.slack_enabled else None
             if slack is not None:
                 backend.slack_health = slack.health

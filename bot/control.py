@@ -1,4 +1,5 @@
-"""The control verbs — run-now, pause, resume, status, history — implemented once.
+"""The control verbs — run-now, pause, resume, status, history, and the schedule's: show, set,
+reset, skip, unskip, next — implemented once.
 
 Slack, HTTP and the CLI are thin adapters over :class:`Control`. It returns plain data
 (``bot.model``) and raises the package's errors; it knows nothing of Slack or HTTP wording.
@@ -11,17 +12,19 @@ import logging
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from bot.cron import CronSchedule
 from bot.db import acquire
-from bot.errors import BadInput, DatabaseUnavailable, UnknownJob
+from bot.errors import BadInput, Conflict, DatabaseUnavailable, UnknownJob
 from bot.model import JobState, RunRecord, Status
-from bot.notify import Notifier, stage
+from bot.notify import AfterCommit, Notifier, stage
 from bot.runner import Runner
-from bot.slack.blocks import paused_message, resumed_message
+from bot.schedules import Schedule, Source, parse_cron, parse_zone, same_expression
+from bot.slack.blocks import paused_message, resumed_message, schedule_changed_message, skip_message, unskip_message
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,8 @@ class Control:
         self._pool = pool
         self._q = queries
         self._runner = runner
+        # The *configured* schedule of each job (FOOJOB_CRON…, read in FOOJOB_TIMEZONE). The
+        # effective one is in the database; this one is in force only until a service has started.
         self._schedules = schedules
         self._tz = timezone
         self._notifier = notifier
@@ -73,8 +78,8 @@ class Control:
             raise BadInput("the reason is too long (500 characters at most)")
         resume_at = datetime.now(UTC) + duration if duration else None
         async with self._conn() as conn, conn.transaction():
-            state = JobState(**await conn.fetchrow(self._q["pause_job"], job, by, reason or None, resume_at))
-            await conn.execute(self._q["record_control_event"], job, "pause", by, reason or None, resume_at)
+            state = self._state(job, await conn.fetchrow(self._q["pause_job"], job, by, reason or None, resume_at))
+            await conn.execute(self._q["record_control_event"], job, "pause", by, reason or None, resume_at, None)
             await conn.execute(self._q["notify_control"], job)  # every replica hears it at COMMIT
             after_commit = await stage(self._notifier, conn, self._q, paused_message(state, self._tz))
         after_commit()
@@ -90,7 +95,7 @@ class Control:
         async with self._conn() as conn, conn.transaction():
             changed = await conn.fetchval(self._q["resume_job"], job) is not None
             if changed:
-                await conn.execute(self._q["record_control_event"], job, "resume", by, None, None)
+                await conn.execute(self._q["record_control_event"], job, "resume", by, None, None, None)
                 await conn.execute(self._q["notify_control"], job)
                 after_commit = await stage(self._notifier, conn, self._q, resumed_message(job, by, automatic=False))
         after_commit()
@@ -105,7 +110,7 @@ class Control:
         async with self._conn() as conn, conn.transaction():
             changed = await conn.fetchval(self._q["expire_pause"], job) is not None
             if changed:
-                await conn.execute(self._q["record_control_event"], job, "auto-resume", None, None, None)
+                await conn.execute(self._q["record_control_event"], job, "auto-resume", None, None, None, None)
                 await conn.execute(self._q["notify_control"], job)
                 after_commit = await stage(self._notifier, conn, self._q, resumed_message(job, None, automatic=True))
         after_commit()
@@ -117,25 +122,226 @@ class Control:
     async def state(self, job: str) -> JobState:
         self._check_job(job)
         async with self._conn() as conn:
-            return _state(job, await conn.fetchrow(self._q["job_state"], job))
+            return self._state(job, await conn.fetchrow(self._q["job_state"], job))
 
     async def status(self, job: str) -> Status:
         self._check_job(job)
         async with self._conn() as conn:
-            state = _state(job, await conn.fetchrow(self._q["job_state"], job))
+            state = self._state(job, await conn.fetchrow(self._q["job_state"], job))
             last = await conn.fetchrow(self._q["last_run"], job)
             running = await conn.fetchval(self._q["job_is_running"], job)
-        schedule = self._schedules[job]
+        schedule = state.schedule
+        assert schedule is not None
         return Status(
             job=job,
             state=state,
-            schedule=schedule.text,
+            schedule=schedule.cron,
             schedule_text=schedule.describe(),
-            timezone=self._tz.key,
-            next_run_at=None if state.paused else schedule.next_after(datetime.now(UTC), self._tz),
+            timezone=schedule.timezone,
+            next_run_at=None if state.paused else schedule.fires(1)[0],
             running=bool(running),
             last_run=RunRecord.from_row(last) if last else None,
+            schedule_source=schedule.source,
+            skip_next=schedule.skipped(),
         )
+
+    # -- the schedule -----------------------------------------------------------------------
+
+    def configured(self, job: str) -> Schedule:
+        """The schedule the environment configures for ``job`` (in force until a service starts)."""
+        return Schedule(job, self._schedules[job], self._tz, "config", None, None, 0)
+
+    async def schedule(self, job: str) -> Schedule:
+        """The effective schedule, as every replica follows it."""
+        schedule = (await self.state(job)).schedule
+        assert schedule is not None
+        return schedule
+
+    async def preview(self, job: str, cron: str | None, timezone: str | None = None) -> tuple[Schedule, Schedule]:
+        """``(current, proposed)`` without changing anything. ``cron`` None: back to the configured
+        schedule; ``timezone`` None: the current zone. Raises BadInput naming a bad field or zone."""
+        self._check_job(job)
+        self._proposal(job, cron, timezone, self._tz)  # bad input is refused before any I/O
+        current = await self.schedule(job)
+        return current, self._proposal(job, cron, timezone, current.tz)
+
+    def _proposal(self, job: str, cron: str | None, timezone: str | None, current_tz: ZoneInfo) -> Schedule:
+        if cron is None:
+            return self.configured(job)
+        if not cron.strip():
+            raise BadInput("cron: an expression is needed, such as \"*/10 * * * *\"")
+        expression = parse_cron(" ".join(cron.split()))
+        tz = parse_zone(timezone) if timezone is not None else current_tz
+        return Schedule(job, expression, tz, "runtime", None, None, 0)
+
+    async def set_schedule(self, job: str, cron: str, timezone: str | None = None, *, by: str) -> Schedule:
+        """Make ``cron`` (in ``timezone``, else the current zone) the effective schedule of every
+        replica. The same schedule again changes nothing."""
+        self._check_job(job)
+        self._proposal(job, cron, timezone, self._tz)  # bad input is refused before any I/O
+        return await self._change(job, by, lambda current: self._proposal(job, cron, timezone, current.tz),
+                                  "runtime", "schedule-set")
+
+    async def reset_schedule(self, job: str, *, by: str) -> Schedule:
+        """Back to the configured schedule (FOOJOB_CRON, FOOJOB_TIMEZONE)."""
+        self._check_job(job)
+        return await self._change(job, by, lambda current: self.configured(job), "config", "schedule-reset")
+
+    async def _change(self, job: str, by: str, make: Callable[[Schedule], Schedule], source: Source,
+                      action: str) -> Schedule:
+        after_commit: AfterCommit = _nothing
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute(self._q["ensure_job_state"], job)
+            current = self._schedule(job, await conn.fetchrow(self._q["lock_job_state"], job))
+            new = make(current)
+            if new.same_as(current) and current.source == source:
+                return current
+            after_commit = await self._write_schedule(conn, current, new, source, by, action, configured=None)
+        after_commit()
+        log.info("schedule of %s changed by %s: %s (%s) -> %s (%s)", job, by, current.cron, current.timezone,
+                 new.cron, new.timezone)
+        return await self._announce_state(job)
+
+    async def _write_schedule(self, conn: asyncpg.Connection, current: Schedule, new: Schedule, source: Source,
+                              by: str, action: str, configured: Schedule | None) -> AfterCommit:
+        job, at = current.job, datetime.now(UTC)
+        await conn.execute(self._q["set_schedule"], job, new.cron, new.timezone, source, by,
+                           configured.cron if configured else None, configured.timezone if configured else None, at)
+        written = Schedule(job, new.expression, new.tz, source, by, at, current.version + 1)
+        detail = {"old": {"cron": current.cron, "timezone": current.timezone, "source": current.source},
+                  "new": {"cron": new.cron, "timezone": new.timezone, "source": source}}
+        await conn.execute(self._q["record_control_event"], job, action, by, None, None, detail)
+        await conn.execute(self._q["notify_control"], job)
+        return await stage(self._notifier, conn, self._q,
+                           schedule_changed_message(current, written, by, action, self._tz))
+
+    async def reconcile(self, job: str) -> Schedule:
+        """At a service's start: the configured schedule becomes the effective one when it differs
+        from the last configured schedule the database saw (a deploy changed the variables) or when
+        no service has started before; otherwise the effective schedule (perhaps set at runtime)
+        stays. Replicas starting together take turns on the job's row: one of them makes the change."""
+        self._check_job(job)
+        configured = self.configured(job)
+        after_commit: AfterCommit = _nothing
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute(self._q["ensure_job_state"], job)
+            row = await conn.fetchrow(self._q["lock_job_state"], job)
+            if row["cron"] is None or row["configured_cron"] is None:
+                await conn.execute(self._q["remember_configured"], job, configured.cron, configured.timezone,
+                                   datetime.now(UTC))
+            elif not (same_expression(row["configured_cron"], configured.cron)
+                      and row["configured_timezone"] == configured.timezone):
+                current = self._schedule(job, row)
+                after_commit = await self._write_schedule(conn, current, configured, "config", "deploy",
+                                                          "schedule-deploy", configured=configured)
+                log.warning("the configured schedule of %s changed (a deploy): %s (%s) is in force, was %s (%s)",
+                            job, configured.cron, configured.timezone, current.cron, current.timezone)
+        after_commit()
+        return await self.schedule(job)
+
+    async def skip(self, job: str, *, by: str) -> datetime:
+        """Skip the next fire (only that one); returns its instant. A skip already set answers the
+        same instant and changes nothing. Raises Conflict while paused: there is nothing to skip."""
+        self._check_job(job)
+        after_commit: AfterCommit = _nothing
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute(self._q["ensure_job_state"], job)
+            row = await conn.fetchrow(self._q["lock_job_state"], job)
+            if row["paused"]:
+                raise Conflict(f"{job} is paused: no fire is coming to skip (resume it first)")
+            schedule = self._schedule(job, row)
+            if (already := schedule.skipped()) is not None:
+                return already
+            # The next fire that has not started: one under way holds its instant's lock (see
+            # try_lock_fire), or has already claimed it.
+            instant = datetime.now(UTC)
+            while True:
+                instant = schedule.expression.next_after(instant, schedule.tz)
+                if (await conn.fetchval(self._q["try_lock_fire"], job, instant)
+                        and not await conn.fetchval(self._q["fire_claimed"], job, instant)):
+                    break
+            await conn.execute(self._q["set_skip"], job, instant)
+            await conn.execute(self._q["record_control_event"], job, "skip", by, None, None,
+                               {"skipped": instant.isoformat()})
+            await conn.execute(self._q["notify_control"], job)
+            following = schedule.expression.next_after(instant, schedule.tz)
+            after_commit = await stage(self._notifier, conn, self._q,
+                                       skip_message(job, by, instant, following, self._tz))
+        after_commit()
+        log.info("%s: the fire of %s will be skipped (by %s)", job, instant.isoformat(), by)
+        await self._announce_state(job)
+        return instant
+
+    async def unskip(self, job: str, *, by: str) -> datetime | None:
+        """Clear the skip; returns the instant that will run again after all (None: no skip was set)."""
+        self._check_job(job)
+        after_commit: AfterCommit = _nothing
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute(self._q["ensure_job_state"], job)
+            schedule = self._schedule(job, await conn.fetchrow(self._q["lock_job_state"], job))
+            skipped = schedule.skipped()
+            if skipped is None:
+                return None
+            await conn.execute(self._q["set_skip"], job, None)
+            await conn.execute(self._q["record_control_event"], job, "unskip", by, None, None,
+                               {"unskipped": skipped.isoformat()})
+            await conn.execute(self._q["notify_control"], job)
+            after_commit = await stage(self._notifier, conn, self._q, unskip_message(job, by, skipped, self._tz))
+        after_commit()
+        log.info("%s: the skip of %s was cleared (by %s)", job, skipped.isoformat(), by)
+        await self._announce_state(job)
+        return skipped
+
+    async def latest_fire_between(self, job: str, since: datetime, until: datetime) -> datetime | None:
+        """The latest fire instant in ``(since, until]`` of the schedule in force at that instant
+        (the audit trail says which schedule was in force when)."""
+        async with self._conn() as conn:
+            current = self._schedule(job, await conn.fetchrow(self._q["job_state"], job))
+            changes = await conn.fetch(self._q["schedule_changes_since"], job, since)
+        segments: list[tuple[datetime, datetime, Schedule]] = []
+        start = since
+        for change in changes:
+            old = change["detail"]["old"]
+            try:
+                before = Schedule(job, parse_cron(old["cron"]), parse_zone(old["timezone"]), "config", None, None, 0)
+            except BadInput:
+                before = current
+            segments.append((start, change["at"], before))
+            start = change["at"]
+        segments.append((start, until, current))
+        for low, high, schedule in reversed(segments):
+            latest = schedule.expression.latest_between(low, min(high, until), schedule.tz)
+            if latest is not None and latest != schedule.skipped(since):
+                return latest
+        return None
+
+    async def _announce_state(self, job: str) -> Schedule:
+        state = await self.state(job)
+        self._changed(state)
+        assert state.schedule is not None
+        return state.schedule
+
+    def _schedule(self, job: str, row: Mapping[str, Any] | None) -> Schedule:
+        if row is None or row["cron"] is None:
+            configured = self.configured(job)
+            skip = row["skip_next"] if row is not None else None
+            return Schedule(job, configured.expression, configured.tz, "config", None, None, 0, skip)
+        try:
+            expression, tz = parse_cron(row["cron"]), parse_zone(row["timezone"])
+        except BadInput as exc:  # written by a version that reads crontab differently
+            log.error("the stored schedule of %s cannot be read (%s): using the configured one", job, exc)
+            return self.configured(job)
+        return Schedule(job, expression, tz, row["schedule_source"] or "config", row["schedule_set_by"],
+                        row["schedule_set_at"], row["schedule_version"], row["skip_next"])
+
+    def _state(self, job: str, row: Mapping[str, Any] | None) -> JobState:
+        schedule = self._schedule(job, row)
+        # No row yet, or a timed pause that ran out (it reads as not paused): nothing stale to show.
+        if row is None or not row["paused"]:
+            return JobState(job=job, paused=False, paused_by=None, paused_at=None, pause_reason=None,
+                            resume_at=None, schedule=schedule)
+        return JobState(job=job, paused=True, paused_by=row["paused_by"], paused_at=row["paused_at"],
+                        pause_reason=row["pause_reason"], resume_at=row["resume_at"], schedule=schedule)
 
     async def history(self, job: str | None = None, limit: int = 10) -> list[RunRecord]:
         if job is not None:
@@ -192,10 +398,3 @@ class Control:
 def _nothing() -> None:
     return None
 
-
-def _state(job: str, row: Mapping[str, object] | None) -> JobState:
-    # No row yet, or a timed pause that ran out (it reads as not paused): nothing stale to show.
-    if row is None or not row["paused"]:
-        return JobState(job=job, paused=False, paused_by=None, paused_at=None, pause_reason=None,
-                        resume_at=None)
-    return JobState(**row)  # type: ignore[arg-type]

@@ -53,3 +53,7 @@ class JobFailed(FoojobError):
 
 class DatabaseUnavailable(FoojobError):
     """PostgreSQL could not be reached or the connection broke."""
+
+
+class Conflict(FoojobError):
+    """The request cannot be done in the job's present state (skip while paused: nothing to skip)."""

@@ -1,5 +1,5 @@
 """The HTTP API, compatible with the original Go service (``/runNow``, ``/pause``, ``/resume``,
-``/isRunning``) plus ``/status``, ``/runs``, ``/healthz`` and ``/metrics``.
+``/isRunning``) plus ``/status``, ``/runs``, ``/schedule``, ``/skip``, ``/healthz`` and ``/metrics``.
 
 A thin adapter over :class:`bot.control.Control`: it parses requests, checks the caller, and turns
 results and the package's errors into JSON (camelCase keys, ``{"error": …}`` on failure; never a
@@ -22,9 +22,10 @@ from aiohttp import web
 from bot.config import Secret
 from bot.control import Control
 from bot.durations import parse_duration
-from bot.errors import AlreadyRunning, BadInput, DatabaseUnavailable, UnknownJob
+from bot.errors import AlreadyRunning, BadInput, Conflict, DatabaseUnavailable, UnknownJob
 from bot.metrics import Metrics
 from bot.model import RunRecord, Status
+from bot.schedules import MAX_NEXT, Schedule
 from bot.timefmt import rfc3339
 from jobs import DEFAULT_JOB
 
@@ -82,6 +83,22 @@ def status_json(status: Status, tz: ZoneInfo) -> dict[str, Any]:
         "nextRunAt": rfc3339(status.next_run_at, tz),
         "running": status.running,
         "lastRun": run_json(status.last_run, tz) if status.last_run else None,
+        "scheduleSource": status.schedule_source,
+        "skipNext": rfc3339(status.skip_next, tz),
+    }
+
+
+def schedule_json(schedule: Schedule, count: int = 5) -> dict[str, Any]:
+    """GET /schedule's object; times in the schedule's own zone."""
+    return {
+        "job": schedule.job,
+        "cron": schedule.cron,
+        "timezone": schedule.timezone,
+        "description": schedule.describe(),
+        "source": schedule.source,
+        "setBy": schedule.set_by,
+        "setAt": rfc3339(schedule.set_at, schedule.tz),
+        "next": [rfc3339(at, schedule.tz) for at in schedule.fires(count)],
     }
 
 
@@ -97,7 +114,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error(404, str(exc))
     except BadInput as exc:
         return error(400, str(exc))
-    except AlreadyRunning as exc:
+    except (AlreadyRunning, Conflict) as exc:
         return error(409, str(exc))
     except DatabaseUnavailable as exc:
         return error(503, str(exc))
@@ -213,6 +230,51 @@ async def runs(request: web.Request) -> web.Response:
     return web.json_response({"runs": [run_json(r, request.app[TZ]) for r in records]})
 
 
+def _next_count(request: web.Request) -> int:
+    text = request.query.get("next", "5")
+    if not (text.isascii() and text.isdigit() and len(text) <= 3 and 1 <= int(text) <= MAX_NEXT):
+        raise BadInput(f"next must be a whole number from 1 to {MAX_NEXT}")
+    return int(text)
+
+
+async def get_schedule(request: web.Request) -> web.Response:
+    count = _next_count(request)
+    return web.json_response(schedule_json(await _control(request).schedule(_job(request)), count))
+
+
+@protected
+async def put_schedule(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    unknown = set(body) - {"cron", "timezone"}
+    if unknown:
+        raise BadInput(f"unknown field(s) {sorted(unknown)}; expected 'cron' and 'timezone'")
+    cron, timezone = body.get("cron"), body.get("timezone")
+    if not isinstance(cron, str):
+        raise BadInput("'cron' is required: a crontab expression such as \"*/10 * * * *\"")
+    if timezone is not None and not isinstance(timezone, str):
+        raise BadInput("'timezone' must be an IANA zone name such as \"Europe/London\"")
+    schedule = await _control(request).set_schedule(_job(request), cron, timezone, by="http")
+    return web.json_response(schedule_json(schedule))
+
+
+@protected
+async def delete_schedule(request: web.Request) -> web.Response:
+    schedule = await _control(request).reset_schedule(_job(request), by="http")
+    return web.json_response(schedule_json(schedule))
+
+
+@protected
+async def post_skip(request: web.Request) -> web.Response:
+    instant = await _control(request).skip(_job(request), by="http")
+    return web.json_response({"skipped": rfc3339(instant, request.app[TZ])})
+
+
+@protected
+async def delete_skip(request: web.Request) -> web.Response:
+    await _control(request).unskip(_job(request), by="http")
+    return web.json_response({"skipped": None})
+
+
 async def healthz(request: web.Request) -> web.Response:
     backend = request.app[BACKEND]
     if backend.slack_health is not None:
@@ -248,6 +310,11 @@ def build_app(backend: Backend, *, token: Secret | None, tz: ZoneInfo, metrics_:
     app.router.add_get("/isRunning", is_running)
     app.router.add_get("/status", status)
     app.router.add_get("/runs", runs)
+    app.router.add_get("/schedule", get_schedule)
+    app.router.add_put("/schedule", put_schedule)
+    app.router.add_delete("/schedule", delete_schedule)
+    app.router.add_post("/skip", post_skip)
+    app.router.add_delete("/skip", delete_skip)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     return app

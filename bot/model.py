@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from bot.schedules import Schedule
+
 Trigger = Literal["schedule", "manual", "catch-up"]
 RunStatus = Literal["running", "succeeded", "failed"]
 
@@ -64,6 +66,8 @@ class JobState:
     paused_at: datetime | None
     pause_reason: str | None
     resume_at: datetime | None
+    # The effective schedule, read from the same row (None only where nobody asked for it).
+    schedule: Schedule | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class Status:
     schedule: str
     schedule_text: str
     timezone: str
-    next_run_at: datetime | None
+    next_run_at: datetime | None  # the first fire that will run: None while paused, never the skipped one
     running: bool
     last_run: RunRecord | None
+    schedule_source: str = "config"
+    skip_next: datetime | None = None

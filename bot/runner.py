@@ -4,7 +4,9 @@ The whole run is one PostgreSQL transaction on one connection:
 
 1. an advisory lock on the job (``pg_advisory_xact_lock``), so two runs of a job never overlap,
    in this process or any replica; it is released with the transaction, even if the process dies;
-2. for a fire of the schedule, the pause state, read from the database at fire time;
+2. for a fire of the schedule, the job's row, read from the database at fire time: paused, the
+   instant skipped, or no longer an instant of the schedule (it changed since this fire was
+   armed) — then nothing runs;
 3. the claim: ``INSERT … ON CONFLICT (job, scheduled_for) DO NOTHING`` — a fire another replica
    already ran gives no row, and this replica does nothing;
 4. the job's work, inside a savepoint, so a job that raises is rolled back alone and the run is
@@ -20,17 +22,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from bot.db import CONNECTION_ERRORS, acquire
-from bot.errors import AlreadyRunning, DatabaseUnavailable, UnknownJob
+from bot.errors import AlreadyRunning, BadInput, DatabaseUnavailable, UnknownJob
 from bot.metrics import Metrics
 from bot.model import Job, JobContext, RunRecord, Trigger
 from bot.notify import Notifier
+from bot.schedules import parse_cron, parse_zone
 from bot.slack.blocks import run_result_message, run_unrecorded_message, truncate
 
 log = logging.getLogger(__name__)
@@ -71,18 +74,20 @@ class Runner:
             raise UnknownJob(name) from None
 
     async def run(self, job_name: str, *, trigger: Trigger, scheduled_for: datetime | None = None,
-                  triggered_by: str | None = None) -> RunRecord | None:
+                  triggered_by: str | None = None, schedule_version: int | None = None) -> RunRecord | None:
         """Run the job once and return its record (status ``succeeded`` or ``failed``).
 
         Manual runs raise :class:`AlreadyRunning` if a run of the job is in progress anywhere.
         Fires of the schedule wait for it instead (up to ``SCHEDULED_LOCK_WAIT``), and return None
-        when the fire is not theirs to run: paused, or already claimed by another replica.
+        when the fire is not theirs to run: paused, skipped, no longer scheduled, or already claimed
+        by another replica. ``schedule_version``: the version of the schedule the fire was armed
+        with; when the database has another, the instant must be one of the new schedule's.
         Raises :class:`DatabaseUnavailable` when PostgreSQL cannot be reached; the failure is
         reported all the same.
         """
         job = self.job(job_name)
         try:
-            record = await self._run_in_transaction(job, trigger, scheduled_for, triggered_by)
+            record = await self._run_in_transaction(job, trigger, scheduled_for, triggered_by, schedule_version)
         except (AlreadyRunning, UnknownJob):
             raise
         except (DatabaseUnavailable, _ConnectionLost, *CONNECTION_ERRORS) as exc:  # type: ignore[misc]
@@ -110,7 +115,7 @@ class Runner:
         return record
 
     async def _run_in_transaction(self, job: Job, trigger: Trigger, scheduled_for: datetime | None,
-                                  triggered_by: str | None) -> RunRecord | None:
+                                  triggered_by: str | None, schedule_version: int | None) -> RunRecord | None:
         q = self._q
         async with acquire(self._pool) as conn, conn.transaction():
             if trigger == "manual":
@@ -122,7 +127,7 @@ class Runner:
             else:
                 await conn.execute(q["set_lock_timeout"], SCHEDULED_LOCK_WAIT)
                 try:
-                    await conn.execute(q["lock_job"], job.name)
+                    await conn.execute(q["lock_job"], job.name, scheduled_for)
                 except asyncpg.LockNotAvailableError:
                     log.warning("fire of %s for %s given up: a run was still in progress after %s",
                                 job.name, scheduled_for, SCHEDULED_LOCK_WAIT,
@@ -134,6 +139,11 @@ class Runner:
                     log.info("fire of %s for %s skipped: paused", job.name,
                              scheduled_for.isoformat() if scheduled_for else None,
                              extra=_fire_fields(job.name, trigger, scheduled_for, "skipped-paused"))
+                    return None
+                if state is not None and (skip := self._not_to_run(state, scheduled_for, trigger, schedule_version)):
+                    log.info("fire of %s for %s skipped: %s", job.name,
+                             scheduled_for.isoformat() if scheduled_for else None, skip[1],
+                             extra=_fire_fields(job.name, trigger, scheduled_for, skip[0]))
                     return None
                 started_at = datetime.now(UTC)
                 run_id = await conn.fetchval(q["claim_run"], job.name, trigger, scheduled_for, started_at,
@@ -166,3 +176,21 @@ class Runner:
             await conn.execute(q["finish_run"], run_id, record.status, result, error, record.finished_at, payload)
         after_commit()
         return record
+
+    @staticmethod
+    def _not_to_run(state: Mapping[str, Any], scheduled_for: datetime | None, trigger: Trigger,
+                    version: int | None) -> tuple[str, str] | None:
+        """Why a fire read from the job's row must not run, as (status, words); None: it runs."""
+        if scheduled_for is not None and state["skip_next"] == scheduled_for:
+            return "skipped", "skip requested"
+        if (trigger == "schedule" and version is not None and state["cron"] is not None
+                and state["schedule_version"] != version):
+            try:
+                schedule = parse_cron(state["cron"])
+                tz = parse_zone(state["timezone"])
+            except BadInput:
+                return None
+            assert scheduled_for is not None
+            if schedule.next_after(scheduled_for - timedelta(microseconds=1), tz) != scheduled_for:
+                return "unscheduled", "no longer scheduled (the schedule changed)"
+        return None

@@ -1,5 +1,10 @@
 """APScheduler 3 glue: each fire of a job's cron becomes ``runner.run(job, scheduled_for=…)``.
 
+The schedule each job follows is the effective one from the database (``bot.schedules``): every
+replica re-arms its trigger when it hears of a change (NOTIFY, within moments), and a fire carries
+the version of the schedule it was armed with, so that the run itself can refuse an instant the
+database no longer schedules (a fire that was waiting while the schedule changed).
+
 What we take from APScheduler is the clock: it computes fire times from our trigger and wakes up
 on time. What we do not take from it, on purpose (DESIGN.md, "Known traps"):
 
@@ -24,13 +29,14 @@ from apscheduler.executors.base import BaseExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from bot.cron import CronSchedule, CronTrigger
+from bot.cron import CronTrigger
 from bot.errors import DatabaseUnavailable
 from bot.model import JobState
+from bot.schedules import Schedule
 
 log = logging.getLogger(__name__)
 
-FireHandler = Callable[[str, datetime], Awaitable[Any]]
+FireHandler = Callable[[str, datetime, int], Awaitable[Any]]
 
 # A fire more than this late (the event loop was blocked, the machine slept) is skipped rather
 # than run at the wrong time; catching up after downtime is the start-up's business.
@@ -51,7 +57,7 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
         super().__init__()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._current: dict[str, asyncio.Task[Any]] = {}
-        self._pending: dict[str, tuple[Any, datetime]] = {}
+        self._pending: dict[str, tuple[Any, datetime, tuple[Any, ...]]] = {}
         self._stopped = False
 
     def start(self, scheduler: Any, alias: str) -> None:
@@ -68,11 +74,14 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
 
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
         scheduled_for = run_times[-1]  # coalesce: one run for fires that piled up
+        # The arguments as they are now (the schedule's version): a fire kept for later must not
+        # take those of a schedule armed after it.
+        args = tuple(job.args)
         if job.id not in self._current:
-            self._launch(job, scheduled_for)
+            self._launch(job, scheduled_for, args)
             return
         superseded = self._pending.get(job.id)
-        self._pending[job.id] = (job, scheduled_for)
+        self._pending[job.id] = (job, scheduled_for, args)
         if superseded is not None:
             log.info("fire of %s for %s coalesced into the one for %s (a run was still going)", job.id,
                      superseded[1].isoformat(), scheduled_for.isoformat(),
@@ -83,7 +92,7 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
         else:
             log.info("fire of %s for %s waits for the run in progress", job.id, scheduled_for.isoformat())
 
-    def _launch(self, job: Any, scheduled_for: datetime) -> None:
+    def _launch(self, job: Any, scheduled_for: datetime, args: tuple[Any, ...]) -> None:
         async def fire() -> list[JobExecutionEvent]:
             late = datetime.now(UTC) - scheduled_for
             if late > MISFIRE_GRACE:
@@ -92,7 +101,7 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
                                                          "scheduled_for": scheduled_for.isoformat()})
                 return []
             try:
-                value = await job.func(*job.args, scheduled_for=scheduled_for)
+                value = await job.func(*args, scheduled_for=scheduled_for)
             except Exception as exc:
                 log.exception("fire of %s for %s failed", job.id, scheduled_for.isoformat())
                 return [JobExecutionEvent(EVENT_JOB_ERROR, job.id, job._jobstore_alias, scheduled_for,
@@ -122,7 +131,7 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
 
 
 class Scheduler:
-    def __init__(self, schedules: Mapping[str, CronSchedule], timezone: ZoneInfo,
+    def __init__(self, schedules: Mapping[str, Schedule], timezone: ZoneInfo,
                  on_fire: FireHandler, on_pause_expired: Callable[[str], Awaitable[Any]]) -> None:
         self._executor = FireExecutor()
         self._aps = AsyncIOScheduler(
@@ -132,22 +141,41 @@ class Scheduler:
             # and runs one fire of a job at a time itself, keeping (not dropping) the next one.
             job_defaults={"coalesce": True, "max_instances": 1_000_000, "misfire_grace_time": None},
         )
-        self._schedules = schedules
-        self._tz = timezone
+        self._schedules = dict(schedules)
         self._on_fire = on_fire
         self._on_pause_expired = on_pause_expired
 
     def start(self) -> None:
         for job, schedule in self._schedules.items():
-            self._aps.add_job(self._fire, CronTrigger(schedule, self._tz), args=[job], id=job, name=job)
+            self._aps.add_job(self._fire, CronTrigger(schedule.expression, schedule.tz), args=[job, schedule.version],
+                              id=job, name=job)
         self._aps.start()
+
+    def follow(self, schedule: Schedule) -> None:
+        """Re-arm ``schedule.job``'s trigger if the database has a newer schedule than the one armed.
+
+        The first fire of the new schedule is the first at or after the moment it was set, so a
+        fire that fell between the change and this replica hearing of it still runs (late by
+        moments; the run's claim keeps it to one run across replicas)."""
+        armed = self._schedules.get(schedule.job)
+        if armed is None or armed.version >= schedule.version:
+            return
+        self._schedules[schedule.job] = schedule
+        if self._aps.get_job(schedule.job) is None:
+            return  # not started yet: start() arms the newest
+        since = (schedule.set_at or datetime.now(UTC)) - timedelta(microseconds=1)
+        first = schedule.expression.next_after(min(since, datetime.now(UTC)), schedule.tz)
+        self._aps.modify_job(schedule.job, trigger=CronTrigger(schedule.expression, schedule.tz),
+                             args=[schedule.job, schedule.version], next_run_time=first)
+        log.info("%s now follows %s: %s (%s), next fire %s", schedule.job, schedule.cron, schedule.describe(),
+                 schedule.timezone, first.isoformat())
 
     # ``scheduled_for`` has a default only because APScheduler checks the arguments when the job
     # is added; FireExecutor always passes it.
-    async def _fire(self, job: str, *, scheduled_for: datetime | None = None) -> None:
+    async def _fire(self, job: str, version: int, *, scheduled_for: datetime | None = None) -> None:
         assert scheduled_for is not None
         try:
-            await self._on_fire(job, scheduled_for)
+            await self._on_fire(job, scheduled_for, version)
         except DatabaseUnavailable as exc:
             # Already logged and reported by the runner; the schedule goes on.
             log.debug("fire of %s for %s failed: %s", job, scheduled_for.isoformat(), exc)
@@ -156,7 +184,10 @@ class Scheduler:
         await self._on_pause_expired(job)
 
     def watch_state(self, state: JobState) -> None:
-        """Arrange the automatic resume of a timed pause (or cancel it when resumed)."""
+        """Follow the job's schedule, and arrange the automatic resume of a timed pause (or cancel
+        it when resumed)."""
+        if state.schedule is not None:
+            self.follow(state.schedule)
         timer_id = f"auto-resume:{state.job}"
         if self._aps.get_job(timer_id) is not None:
             self._aps.remove_job(timer_id)

@@ -23,3 +23,11 @@ def human_duration(value: timedelta | None) -> str:
         return f"{seconds:.1f} s"
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes} min {secs} s"
+
+
+def human_time(value: datetime | None, tz: tzinfo) -> str:
+    """A time for people: ``Thu 26 Nov 2026 21:58:06 JST`` (whole seconds, the zone's abbreviation)."""
+    if value is None:
+        return "—"
+    local = value.astimezone(tz)
+    return local.strftime("%a %d %b %Y %H:%M:%S ") + (local.tzname() or local.strftime("%z"))

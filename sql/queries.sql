@@ -3,7 +3,10 @@
 -- every process on the database; the lock is tied to the run's transaction.
 
 -- name: lock_job
-SELECT pg_advisory_xact_lock(7263520, hashtext($1));
+-- A fire also takes the lock of its own instant (job, $2), before it reads the skip: see
+-- try_lock_fire. Left to right: the job's lock first, as a manual run takes it.
+SELECT pg_advisory_xact_lock(7263520, hashtext($1)),
+       pg_advisory_xact_lock(7263521, hashtext($1 || ' ' || extract(epoch FROM $2::timestamptz)::text));
 
 -- name: set_lock_timeout
 SELECT set_config('lock_timeout', $1, true);
@@ -64,11 +67,59 @@ LIMIT $2;
 
 -- name: job_state
 -- A timed pause whose time has come reads as not paused, whether or not the automatic resume
--- has been written yet: the fire-time check never depends on a timer having run.
+-- has been written yet: the fire-time check never depends on a timer having run. The same row
+-- carries the effective schedule, so a fire checks pause, schedule and skip in one read.
 SELECT job,
        paused AND (resume_at IS NULL OR resume_at > now()) AS paused,
-       paused_by, paused_at, pause_reason, resume_at
+       paused_by, paused_at, pause_reason, resume_at,
+       cron, timezone, schedule_source, schedule_set_by, schedule_set_at, schedule_version, skip_next
 FROM foojob_job_state WHERE job = $1;
+
+-- name: ensure_job_state
+INSERT INTO foojob_job_state (job) VALUES ($1) ON CONFLICT (job) DO NOTHING;
+
+-- name: lock_job_state
+-- For a change of the schedule or the skip: one writer at a time per job, on any replica.
+SELECT job,
+       paused AND (resume_at IS NULL OR resume_at > now()) AS paused,
+       paused_by, paused_at, pause_reason, resume_at,
+       cron, timezone, schedule_source, schedule_set_by, schedule_set_at, schedule_version, skip_next,
+       configured_cron, configured_timezone
+FROM foojob_job_state WHERE job = $1 FOR UPDATE;
+
+-- name: set_schedule
+-- A new effective schedule; $6/$7 the configured schedule to remember (NULL: keep it). A change
+-- of schedule forgets a skip: the skipped instant belonged to the schedule it replaces.
+UPDATE foojob_job_state
+SET cron = $2, timezone = $3, schedule_source = $4, schedule_set_by = $5,
+    configured_cron = coalesce($6, configured_cron), configured_timezone = coalesce($7, configured_timezone),
+    schedule_set_at = $8, schedule_version = schedule_version + 1, skip_next = NULL, updated_at = now()
+WHERE job = $1;
+
+-- name: remember_configured
+-- The first start that sees this job: its configured schedule is the effective one, from the start.
+UPDATE foojob_job_state
+SET cron = $2, timezone = $3, schedule_source = 'config', schedule_set_by = NULL, schedule_set_at = $4,
+    configured_cron = $2, configured_timezone = $3, schedule_version = schedule_version + 1, updated_at = now()
+WHERE job = $1;
+
+-- name: set_skip
+UPDATE foojob_job_state SET skip_next = $2, updated_at = now() WHERE job = $1;
+
+-- name: try_lock_fire
+-- The lock a fire of (job, instant) holds from before it reads the skip until it commits (see
+-- lock_job): a skip that gets it first is seen by the fire; one that cannot get it knows that
+-- fire is already under way, and skips the one after.
+SELECT pg_try_advisory_xact_lock(7263521, hashtext($1 || ' ' || extract(epoch FROM $2::timestamptz)::text));
+
+-- name: fire_claimed
+SELECT EXISTS (SELECT 1 FROM foojob_runs WHERE job = $1 AND scheduled_for = $2);
+
+-- name: schedule_changes_since
+-- Schedule changes after $2, oldest first: which schedule was in force at a past instant.
+SELECT at, detail FROM foojob_control_events
+WHERE job = $1 AND action IN ('schedule-set', 'schedule-reset', 'schedule-deploy') AND at > $2
+ORDER BY at, id;
 
 -- name: pause_job
 -- Pausing a paused job keeps the original pausedAt and takes the new who/why/until.
@@ -82,7 +133,8 @@ ON CONFLICT (job) DO UPDATE SET
     pause_reason = EXCLUDED.pause_reason,
     resume_at = EXCLUDED.resume_at,
     updated_at = now()
-RETURNING job, paused, paused_by, paused_at, pause_reason, resume_at;
+RETURNING job, paused, paused_by, paused_at, pause_reason, resume_at,
+          cron, timezone, schedule_source, schedule_set_by, schedule_set_at, schedule_version, skip_next;
 
 -- name: resume_job
 -- Returns the row only if it was paused, so the caller knows whether anything changed.
@@ -101,7 +153,7 @@ WHERE job = $1 AND paused AND resume_at IS NOT NULL AND resume_at <= now()
 RETURNING job;
 
 -- name: record_control_event
-INSERT INTO foojob_control_events (job, action, actor, reason, resume_at) VALUES ($1, $2, $3, $4, $5);
+INSERT INTO foojob_control_events (job, action, actor, reason, resume_at, detail) VALUES ($1, $2, $3, $4, $5, $6);
 
 -- name: ping
 SELECT 1;

@@ -10,10 +10,12 @@ from bot.db import Queries, connect, migrate, migrations
 
 EXPECTED_COLUMNS = {
     "foo": {"id", "col_timestamp"},
-    "foojob_job_state": {"job", "paused", "paused_by", "paused_at", "pause_reason", "resume_at", "updated_at"},
+    "foojob_job_state": {"job", "paused", "paused_by", "paused_at", "pause_reason", "resume_at", "updated_at",
+                         "cron", "timezone", "schedule_source", "schedule_set_by", "schedule_set_at",
+                         "configured_cron", "configured_timezone", "schedule_version", "skip_next"},
     "foojob_runs": {"id", "job", "trigger", "scheduled_for", "started_at", "finished_at", "status", "result",
                     "error", "triggered_by"},
-    "foojob_control_events": {"id", "job", "action", "actor", "reason", "resume_at", "at"},
+    "foojob_control_events": {"id", "job", "action", "actor", "reason", "resume_at", "at", "detail"},
     "foojob_schema_migrations": {"version", "name", "applied_at"},
     "foojob_request_keys": {"key", "at"},
     "foojob_outbox": {"id", "payload", "created_at", "attempts", "next_attempt_at", "delivered_at", "failed_at",

@@ -142,7 +142,8 @@ async def test_bad_text_gets_the_usage_and_changes_nothing(spawn, slack: SlackSi
         ack = await acked(slack, await slack.command(text))
         assert ack["text"].startswith("*Usage:*")
     assert await db.fetchval("SELECT count(*) FROM foojob_runs") == 0
-    assert await db.fetchval("SELECT count(*) FROM foojob_job_state") == 0
+    assert await db.fetchval("SELECT count(*) FROM foojob_job_state WHERE paused OR skip_next IS NOT NULL") == 0
+    assert await db.fetchval("SELECT count(*) FROM foojob_control_events") == 0
     assert slack.responses == {}
 
 
@@ -157,7 +158,8 @@ async def test_users_outside_the_allowlist_are_refused_and_nothing_changes(spawn
         [reply] = await replies(slack, env)
         assert "not allowed" in reply["text"] and reply["response_type"] == "ephemeral"
     assert await db.fetchval("SELECT count(*) FROM foojob_runs") == 0
-    assert await db.fetchval("SELECT count(*) FROM foojob_job_state") == 0
+    assert await db.fetchval("SELECT count(*) FROM foojob_job_state WHERE paused OR skip_next IS NOT NULL") == 0
+    assert await db.fetchval("SELECT count(*) FROM foojob_control_events") == 0
     # Reading is for everyone; the allowed user may act.
     assert "foo is active" in (await replies(slack, await slack.command("status", user="U0MALLORY")))[0]["text"]
     await replies(slack, await slack.command("run-now", user="U0ALICE"))

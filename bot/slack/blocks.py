@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 
 from bot.model import JobState, RunRecord, Status
 from bot.notify import Message
-from bot.timefmt import human_duration, rfc3339
+from bot.schedules import Schedule
+from bot.timefmt import human_duration, human_time, rfc3339
 
 SECTION_TEXT_MAX = 3000  # Block Kit: a section's text
 FALLBACK_TEXT_MAX = 4000  # Slack truncates longer top-level text
@@ -93,6 +94,44 @@ def resumed_message(job: str, actor: str | None, automatic: bool) -> Message:
     by = "automatically (the pause ran out)" if automatic else f"by {who(actor)}"
     text = f":arrow_forward: {job} resumed {by}"
     return Message(text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
+
+
+def _schedule_words(schedule: Schedule) -> str:
+    return f"`{schedule.cron}` ({schedule.describe()}, {schedule.timezone})"
+
+
+def _fire_list(fires: list[datetime], tz: ZoneInfo) -> str:
+    return "\n".join(f"• {human_time(at, tz)}" for at in fires)
+
+
+_CHANGE_WORDS = {"schedule-set": "changed", "schedule-reset": "reset to the configured schedule",
+                 "schedule-deploy": "changed by a deploy (the configured schedule changed)"}
+
+
+def schedule_changed_message(old: Schedule, new: Schedule, actor: str, action: str, tz: ZoneInfo) -> Message:
+    """Announcement of a schedule change: who, old → new, the next three fires (audit trail)."""
+    how = _CHANGE_WORDS.get(action, "changed")
+    by = "" if action == "schedule-deploy" else f" by {who(actor)}"
+    fires = new.fires(3)
+    head = f":calendar: *{new.job}*'s schedule was {how}{by}"
+    body = f"{_schedule_words(old)}\n→ {_schedule_words(new)}"
+    text = truncate(f":calendar: {new.job}'s schedule was {how}{by}: {old.cron} ({old.timezone}) → "
+                    f"{new.cron} ({new.timezone}), {new.describe()}; next: "
+                    + ", ".join(human_time(at, new.tz) for at in fires), FALLBACK_TEXT_MAX)
+    return Message(text=text, blocks=[_section(head), _section(body),
+                                      _section("*Next fires:*\n" + _fire_list(fires, new.tz))])
+
+
+def skip_message(job: str, actor: str, skipped: datetime, following: datetime, tz: ZoneInfo) -> Message:
+    text = (f":fast_forward: {job}: the fire of {human_time(skipped, tz)} will be skipped (by {who(actor)}); "
+            f"the next run after it is {human_time(following, tz)}")
+    return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=[_section(text)])
+
+
+def unskip_message(job: str, actor: str, unskipped: datetime, tz: ZoneInfo) -> Message:
+    text = (f":leftwards_arrow_with_hook: {job}: the fire of {human_time(unskipped, tz)} will run after all "
+            f"(skip cleared by {who(actor)})")
+    return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=[_section(text)])
 
 
 # -- replies and views of the Slack surface -----------------------------------------------------
