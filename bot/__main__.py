@@ -1,4 +1,5 @@
-"""The command line: ``python -m bot [serve | migrate | run-now | pause | resume | status | history]``.
+"""The command line: ``python -m bot [serve | migrate | run-now | pause | resume | status | history |
+schedule [set CRON | reset] | skip | unskip | next [N]]``.
 
 ``serve`` (the default) runs the service; ``migrate`` applies migrations and exits (Heroku's
 release phase); the verbs act on the database directly, for ``heroku run`` and cron-less ops.
@@ -32,7 +33,11 @@ def _parser() -> argparse.ArgumentParser:
                        ("pause", "pause the schedule: pause [DURATION] [REASON…]"),
                        ("resume", "resume the schedule"),
                        ("status", "show whether the schedule is paused, the next and the last run"),
-                       ("history", "show the last runs")):
+                       ("history", "show the last runs"),
+                       ("schedule", "show the schedule; `schedule set CRON [--timezone ZONE]`, `schedule reset`"),
+                       ("skip", "skip the next fire (only that one)"),
+                       ("unskip", "run the skipped fire after all"),
+                       ("next", "the next fire times: next [N]")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--job", default=DEFAULT_JOB, help=f"the job (default {DEFAULT_JOB})")
         cmd.add_argument("--json", action="store_true", help="print JSON as the HTTP API does")
@@ -41,6 +46,15 @@ def _parser() -> argparse.ArgumentParser:
                              help="optional duration (30m, 2h, 1d, 1h30m), then an optional reason")
         if name == "history":
             cmd.add_argument("-n", "--limit", type=int, default=10, help="how many runs (default 10)")
+        if name == "schedule":
+            cmd.add_argument("words", nargs="*", metavar="set CRON | reset",
+                             help="nothing: show it; set CRON (5 fields, or 6 with seconds first; quote it or not); "
+                                  "reset: back to FOOJOB_CRON / FOOJOB_TIMEZONE")
+            cmd.add_argument("--timezone", help="with set: the IANA zone to read it in (default: the current one)")
+            cmd.add_argument("--next", type=int, default=5, metavar="N", help="how many fire times to show (default 5)")
+        if name == "next":
+            cmd.add_argument("count", nargs="?", type=int, default=5, metavar="N",
+                             help="how many fire times (default 5, at most 50)")
     return parser
 
 

@@ -10,10 +10,12 @@ from zoneinfo import ZoneInfo
 
 from bot.control import Control
 from bot.durations import parse_pause_words
-from bot.http import run_json, status_json
+from bot.errors import BadInput
+from bot.http import run_json, schedule_json, status_json
 from bot.model import RunRecord
+from bot.schedules import MAX_NEXT
 from bot.slack.blocks import who
-from bot.timefmt import human_duration, rfc3339
+from bot.timefmt import human_duration, human_time, rfc3339
 
 
 def _out(text: str) -> None:
@@ -65,8 +67,11 @@ async def run(command: str, args: argparse.Namespace, control: Control, tz: Zone
             _out(f"{job}: PAUSED by {who(state.paused_by)} since {rfc3339(state.paused_at, tz)}{until}{why}")
         else:
             _out(f"{job}: active" + (" (a run is in progress)" if status.running else ""))
-        _out(f"schedule: {status.schedule} — {status.schedule_text} ({status.timezone})")
-        _out(f"next run: {rfc3339(status.next_run_at, tz) or '— (paused)'}")
+        source = "configured" if status.schedule_source == "config" else "set at runtime"
+        _out(f"schedule: {status.schedule} — {status.schedule_text} ({status.timezone}; {source})")
+        if status.skip_next is not None:
+            _out(f"skipped: {human_time(status.skip_next, tz)}")
+        _out(f"next run: {human_time(status.next_run_at, tz) if status.next_run_at else '— (paused)'}")
         _out(f"last run: {_run_line(status.last_run, tz) if status.last_run else 'none yet'}")
         return 0
     if command == "history":
@@ -79,4 +84,59 @@ async def run(command: str, args: argparse.Namespace, control: Control, tz: Zone
             if not records:
                 _out("no runs yet")
         return 0
+    if command == "schedule":
+        return await _schedule(args, control, job)
+    if command == "next":
+        if not 1 <= args.count <= MAX_NEXT:
+            raise BadInput(f"next shows 1 to {MAX_NEXT} fire times")
+        schedule = await control.schedule(job)
+        fires = schedule.fires(args.count)
+        if args.json:
+            _json({"next": [rfc3339(at, schedule.tz) for at in fires]})
+        else:
+            for at in fires:
+                _out(human_time(at, schedule.tz))
+        return 0
+    if command == "skip":
+        instant = await control.skip(job, by="cli")
+        _json({"skipped": rfc3339(instant, tz)}) if args.json else _out(
+            f"{job}: the fire of {human_time(instant, tz)} will be skipped")
+        return 0
+    if command == "unskip":
+        cleared = await control.unskip(job, by="cli")
+        if args.json:
+            _json({"skipped": None})
+        else:
+            _out(f"{job}: the fire of {human_time(cleared, tz)} will run after all" if cleared
+                 else f"{job}: no fire was skipped")
+        return 0
     raise AssertionError(command)
+
+
+async def _schedule(args: argparse.Namespace, control: Control, job: str) -> int:
+    words: list[str] = args.words
+    if not 1 <= args.next <= MAX_NEXT:
+        raise BadInput(f"--next takes 1 to {MAX_NEXT}")
+    if not words:
+        if args.timezone is not None:
+            raise BadInput("--timezone goes with `schedule set CRON`")
+        schedule = await control.schedule(job)
+    elif words[0] == "set" and len(words) > 1:
+        schedule = await control.set_schedule(job, " ".join(words[1:]), args.timezone, by="cli")
+    elif words == ["reset"] and args.timezone is None:
+        schedule = await control.reset_schedule(job, by="cli")
+    else:
+        raise BadInput("usage: schedule | schedule set CRON [--timezone ZONE] | schedule reset")
+    if args.json:
+        _json(schedule_json(schedule, args.next))
+        return 0
+    origin = "configured (FOOJOB_CRON)" if schedule.source == "config" else "set at runtime"
+    if schedule.set_by is not None:
+        origin += f" by {schedule.set_by} at {human_time(schedule.set_at, schedule.tz)}"
+    _out(f"{job}: {schedule.cron} — {schedule.describe()} ({schedule.timezone}); {origin}")
+    if (skipped := schedule.skipped()) is not None:
+        _out(f"skipped: {human_time(skipped, schedule.tz)}")
+    _out("next fires:")
+    for at in schedule.fires(args.next):
+        _out(f"  {human_time(at, schedule.tz)}")
+    return 0

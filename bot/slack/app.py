@@ -14,6 +14,7 @@ in PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -32,8 +33,8 @@ from bot.control import Control
 from bot.errors import AlreadyRunning, BadInput, FoojobError
 from bot.notify import Message
 from bot.slack import blocks
-from bot.slack.commands import MUTATING, USAGE, Command, parse
-from bot.timefmt import rfc3339
+from bot.slack.commands import MUTATING, SCHEDULE_USAGE, USAGE, Command, parse
+from bot.timefmt import human_time, rfc3339
 from jobs import DEFAULT_JOB
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 
 class Reply(Protocol):
-    async def __call__(self, message: Message, *, in_channel: bool = False) -> None: ...
+    async def __call__(self, message: Message, *, in_channel: bool = False, replace: bool = False) -> None: ...
 
 # How long the socket may be down before /healthz says 503 (SPEC: over a minute).
 DOWN_AFTER_S = 60.0
@@ -138,6 +139,8 @@ class SlackSurface:
         self._app.action(blocks.RUN_AGAIN_ACTION)(self._on_click("run-now"))
         self._app.action(blocks.PAUSE_ACTION)(self._on_click("pause"))
         self._app.action(blocks.RESUME_ACTION)(self._on_click("resume"))
+        self._app.action(blocks.APPLY_SCHEDULE_ACTION)(self._on_apply)
+        self._app.action(blocks.CANCEL_SCHEDULE_ACTION)(self._on_cancel)
         self._app.event("app_home_opened")(self._on_home_opened)
 
     def _allowed_user(self, user: str) -> bool:
@@ -152,7 +155,9 @@ class SlackSurface:
         try:
             cmd = parse(command.get("text", ""))
         except BadInput as exc:
-            await ack(response_type="ephemeral", text=f":warning: {blocks.escape(str(exc))}\n\n{USAGE}")
+            # A bad schedule gets the error and the schedule verbs' usage, not the whole list.
+            usage = SCHEDULE_USAGE if command.get("text", "").split()[:1] == ["schedule"] else USAGE
+            await ack(response_type="ephemeral", text=f":warning: {blocks.escape(str(exc))}\n\n{usage}")
             return
         if cmd.verb == "help":
             await ack(response_type="ephemeral", text=USAGE)
@@ -197,6 +202,42 @@ class SlackSurface:
         elif cmd.verb == "history":
             runs = await self._control.history(job, cmd.limit)
             await reply(blocks.history_message(job, runs, self._tz))
+        elif cmd.verb == "schedule":
+            await reply(blocks.schedule_message(await self._control.schedule(job)))
+        elif cmd.verb in ("schedule-set", "schedule-reset"):
+            reset = cmd.verb == "schedule-reset"
+            current, proposed = await self._control.preview(job, None if reset else cmd.cron, cmd.timezone)
+            if proposed.same_as(current) and (current.source == "config") == reset:
+                await reply(blocks.text_message(f"{job} already runs `{current.cron}` ({current.timezone}); "
+                                                "nothing to change."))
+            else:
+                await reply(blocks.schedule_preview(current, proposed, reset=reset))
+        elif cmd.verb == "next":
+            await reply(blocks.next_message(await self._control.schedule(job), cmd.limit))
+        elif cmd.verb == "skip":
+            await self._skip(job, user, reply)
+        elif cmd.verb == "unskip":
+            await self._unskip(job, user, reply)
+
+    async def _skip(self, job: str, user: str, reply: Reply) -> None:
+        instant = await self._control.skip(job, by=user)
+        schedule = await self._control.schedule(job)
+        following = schedule.fires(1)[0]
+        await reply(blocks.text_message(
+            f":fast_forward: The fire of {human_time(instant, schedule.tz)} will be skipped; "
+            f"the next run is {human_time(following, schedule.tz)}. (`/foojob unskip` takes it back.)"))
+        if self._announce_in_channel:
+            await reply(blocks.skip_message(job, user, instant, following, schedule.tz), in_channel=True)
+
+    async def _unskip(self, job: str, user: str, reply: Reply) -> None:
+        cleared = await self._control.unskip(job, by=user)
+        if cleared is None:
+            await reply(blocks.text_message(f"No fire of {job} was skipped; nothing changed."))
+            return
+        await reply(blocks.text_message(f":leftwards_arrow_with_hook: The fire of {human_time(cleared, self._tz)} "
+                                        "will run after all."))
+        if self._announce_in_channel:
+            await reply(blocks.unskip_message(job, user, cleared, self._tz), in_channel=True)
 
     async def _run_now(self, job: str, user: str, reply: Reply) -> None:
         try:
@@ -224,8 +265,8 @@ class SlackSurface:
     def _responder(self, url: str) -> Reply:
         """Answers through a response_url, on one HTTP session for all (Bolt's respond() opens a
         new session, and a new connection, for every answer)."""
-        async def reply(message: Message, *, in_channel: bool = False) -> None:
-            body = {"text": message.text, "blocks": message.blocks, "replace_original": False,
+        async def reply(message: Message, *, in_channel: bool = False, replace: bool = False) -> None:
+            body = {"text": message.text, "blocks": message.blocks, "replace_original": replace,
                     "response_type": "in_channel" if in_channel else "ephemeral"}
             try:
                 assert self._http is not None
@@ -245,7 +286,7 @@ class SlackSurface:
             return self._responder(body.get("response_url", ""))
         user = body.get("user", {}).get("id", "")
 
-        async def reply(message: Message, *, in_channel: bool = False) -> None:
+        async def reply(message: Message, *, in_channel: bool = False, replace: bool = False) -> None:
             if not in_channel:
                 await self._publish_home(client, user, notice=message)
 
@@ -288,6 +329,45 @@ class SlackSurface:
             self._work(work(), reply)
 
         return handler
+
+    async def _on_apply(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any],
+                        client: AsyncWebClient) -> None:
+        """**Apply** on a schedule preview: the change it showed, for an allowed user, once."""
+        await ack()
+        reply = self._replier(body, client)
+
+        async def work() -> None:
+            try:
+                change = json.loads((body.get("actions") or [{}])[0].get("value") or "")
+                job, reset = str(change["job"]), bool(change.get("reset"))
+                cron, timezone = (None, None) if reset else (str(change["cron"]), str(change["timezone"]))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                await reply(blocks.text_message(":warning: That button does not say what to apply; nothing changed."))
+                return
+            if await self._button(body, reply, "change the schedule of") is None:
+                return
+            user = body.get("user", {}).get("id", "")
+            old = await self._control.schedule(job)
+            if reset:
+                new = await self._control.reset_schedule(job, by=user)
+            else:
+                assert cron is not None
+                new = await self._control.set_schedule(job, cron, timezone, by=user)
+            fires = ", ".join(human_time(at, new.tz) for at in new.fires(3))
+            await reply(blocks.text_message(
+                f":white_check_mark: Applied: {job} runs `{new.cron}` ({new.describe()}, {new.timezone}). "
+                f"Next: {fires}."), replace=True)
+            if self._announce_in_channel and not new.same_as(old):
+                action = "schedule-reset" if reset else "schedule-set"
+                await reply(blocks.schedule_changed_message(old, new, user, action, self._tz), in_channel=True)
+
+        self._work(work(), reply)
+
+    async def _on_cancel(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any],
+                         client: AsyncWebClient) -> None:
+        await ack()
+        reply = self._replier(body, client)
+        self._work(reply(blocks.text_message("Cancelled: the schedule was not changed."), replace=True), reply)
 
     async def _on_home_opened(self, event: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("tab") == "home":  # the event is acked when this returns; the tab follows

@@ -138,6 +138,8 @@ def unskip_message(job: str, actor: str, unskipped: datetime, tz: ZoneInfo) -> M
 
 PAUSE_ACTION = "foojob_pause"
 RESUME_ACTION = "foojob_resume"
+APPLY_SCHEDULE_ACTION = "foojob_schedule_apply"
+CANCEL_SCHEDULE_ACTION = "foojob_schedule_cancel"
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -170,8 +172,12 @@ def status_blocks(status: Status, tz: ZoneInfo) -> list[dict[str, Any]]:
     else:
         head = f":arrow_forward: *{status.job}* is *active*" + (" — a run is in progress" if status.running else "")
     last = _run_line(status.last_run, tz) if status.last_run else "none yet"
-    body = (f"*Schedule:* `{status.schedule}` — {status.schedule_text} ({status.timezone})\n"
-            f"*Next run:* {rfc3339(status.next_run_at, tz) or '— (paused)'}\n*Last run:* {last}")
+    source = "configured" if status.schedule_source == "config" else "set at runtime"
+    skipped = (f"\n*Skipped:* {human_time(status.skip_next, tz)} (`/foojob unskip` to run it)"
+               if status.skip_next else "")
+    next_run = human_time(status.next_run_at, tz) if status.next_run_at else "— (paused)"
+    body = (f"*Schedule:* `{status.schedule}` — {status.schedule_text} ({status.timezone}; {source})"
+            f"{skipped}\n*Next run:* {next_run}\n*Last run:* {last}")
     buttons: list[dict[str, Any]] = []
     if state.paused:
         buttons.append({"type": "button", "action_id": RESUME_ACTION, "value": status.job, "style": "primary",
@@ -199,6 +205,55 @@ def status_message(status: Status, tz: ZoneInfo) -> Message:
     else:
         text = f"{status.job} is active; next run {rfc3339(status.next_run_at, tz)}"
     return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=status_blocks(status, tz))
+
+
+def _origin(schedule: Schedule) -> str:
+    origin = "the configured schedule (`FOOJOB_CRON`)" if schedule.source == "config" else "set at runtime"
+    if schedule.set_by is not None:
+        origin += f", by {who(schedule.set_by)} on {human_time(schedule.set_at, schedule.tz)}"
+    return origin
+
+
+def schedule_message(schedule: Schedule, count: int = 5) -> Message:
+    """``/foojob schedule``: the expression in words, where it comes from, the next fires."""
+    fires = schedule.fires(count)
+    skipped = schedule.skipped()
+    head = f":calendar: *{schedule.job}* runs {_schedule_words(schedule)}\n{_origin(schedule)}"
+    if skipped is not None:
+        head += f"\n:fast_forward: skipped: {human_time(skipped, schedule.tz)}"
+    text = (f"{schedule.job} runs {schedule.cron} ({schedule.describe()}, {schedule.timezone}); next: "
+            + ", ".join(human_time(at, schedule.tz) for at in fires))
+    return Message(text=truncate(text, FALLBACK_TEXT_MAX),
+                   blocks=[_section(head), _section(f"*Next {len(fires)} fires:*\n" + _fire_list(fires, schedule.tz))])
+
+
+def next_message(schedule: Schedule, count: int) -> Message:
+    fires = schedule.fires(count)
+    skipped = schedule.skipped()
+    note = f" (not {human_time(skipped, schedule.tz)}: skipped)" if skipped else ""
+    head = f"*Next {len(fires)} fires of {schedule.job}*{note}, {schedule.describe()} ({schedule.timezone}):"
+    text = f"{head}\n{_fire_list(fires, schedule.tz)}"
+    return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=[_section(text)])
+
+
+def schedule_preview(current: Schedule, proposed: Schedule, *, reset: bool) -> Message:
+    """The ephemeral preview of ``schedule set``/``reset``: nothing changes until Apply."""
+    fires = proposed.fires(5, skip=False)
+    what = "Back to the configured schedule" if reset else "New schedule"
+    head = (f":calendar: *{what} for {proposed.job}* (preview: nothing has changed yet)\n"
+            f"now: {_schedule_words(current)}\nafter Apply: {_schedule_words(proposed)}")
+    value = json.dumps({"job": proposed.job, "reset": True} if reset else
+                       {"job": proposed.job, "cron": proposed.cron, "timezone": proposed.timezone})
+    buttons = {"type": "actions", "elements": [
+        {"type": "button", "action_id": APPLY_SCHEDULE_ACTION, "value": value, "style": "primary",
+         "text": {"type": "plain_text", "text": "Apply"}},
+        {"type": "button", "action_id": CANCEL_SCHEDULE_ACTION, "value": proposed.job,
+         "text": {"type": "plain_text", "text": "Cancel"}},
+    ]}
+    text = (f"Preview: {proposed.job} would run {proposed.cron} ({proposed.describe()}, {proposed.timezone}); "
+            "next: " + ", ".join(human_time(at, proposed.tz) for at in fires))
+    return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=[
+        _section(head), _section("*Its next 5 fires:*\n" + _fire_list(fires, proposed.tz)), buttons])
 
 
 def history_message(job: str, runs: list[RunRecord], tz: ZoneInfo) -> Message:
