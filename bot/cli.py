@@ -12,9 +12,9 @@ from bot.control import Control
 from bot.durations import parse_pause_words
 from bot.errors import BadInput
 from bot.http import run_json, schedule_json, status_json
+from bot.messages import who
 from bot.model import RunRecord
 from bot.schedules import MAX_NEXT
-from bot.slack.blocks import who
 from bot.timefmt import human_duration, human_time, rfc3339
 
 

@@ -20,11 +20,11 @@ import asyncpg
 from bot.cron import CronSchedule
 from bot.db import acquire
 from bot.errors import BadInput, Conflict, DatabaseUnavailable, UnknownJob
+from bot.messages import paused_message, resumed_message, schedule_changed_message, skip_message, unskip_message
 from bot.model import JobState, RunRecord, Status
 from bot.notify import AfterCommit, Notifier, stage
 from bot.runner import Runner
 from bot.schedules import Schedule, Source, parse_cron, parse_zone, same_expression
-from bot.slack.blocks import paused_message, resumed_message, schedule_changed_message, skip_message, unskip_message
 
 log = logging.getLogger(__name__)
 

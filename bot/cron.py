@@ -12,12 +12,37 @@ issue #286, PR #381), so a user's crontab line would silently fire on the wrong 
   restricted, so ``0 0 */2 * 1`` means odd days that are Mondays);
 * the macros ``@yearly @annually @monthly @weekly @daily @midnight @hourly``.
 
-Wall-clock times are read in the configured zone. Across daylight-saving changes the fire times
-are those of croniter, the reference the tests compare against:
+Two extensions that cronie refuses are accepted because existing schedules use them: a step after
+a single number (``5/20`` = ``5-59/20``; cronie's ``get_range`` allows ``/`` only after ``*`` or a
+range) and macros in any case (``@Daily``; cronie compares them with ``strcmp``).
 
-* a wall time that does not exist (spring forward) fires at the first existing minute after the
-  gap, unless the hour field is ``*`` (then the missing times are simply skipped);
-* a wall time that happens twice (fall back) fires at both instants.
+Wall-clock times are read in the configured zone. Across daylight-saving changes the fire times
+are those of cronie, the cron of Fedora/RHEL, as its main loop in ``src/cron.c`` behaves (the
+crontab(5) text about DST is out of date). The tests compare with an independent simulation of
+that loop (``tests/cronie_ref.py``).
+
+* An expression is **wildcard** when its minute field or its hour field, *as written*, starts with
+  ``*``: cronie's ``src/entry.c`` sets ``MIN_STAR``/``HR_STAR`` from the field's first character
+  (``if (ch == '*') e->flags |= MIN_STAR;``) and ``@hourly`` sets ``HR_STAR``. So ``*/15 2 * * *``,
+  ``0 */2 * * *``, ``0 * * * *`` and ``@hourly`` are wildcard; ``30 2 * * *``, ``0 0,12 * * *``,
+  ``@daily`` and ``30 0-23 * * *`` (a range that happens to cover every hour) are **fixed**. With
+  seconds first, the minute and hour fields decide all the same.
+* Spring forward (the clock jumps ahead, a gap of wall times that do not exist): a fixed
+  expression's times in the gap fire once, at the first instant after the gap (02:30 on the night
+  02:00 jumps to 03:00 fires at 03:00); a wildcard expression's times in the gap are skipped.
+  cron.c's "DST begins" case: ``find_jobs(timeRunning, &database, TRUE, FALSE, GMToff)`` runs the
+  wildcard jobs of the current minute only, then ``find_jobs(virtualTime, &database, FALSE, TRUE,
+  oldGMToff)`` runs the fixed jobs of every skipped virtual minute, all at that wake-up.
+* Fall back (an hour repeats): a fixed expression fires once, in the first pass; a wildcard one
+  fires in both passes. cron.c's "DST ends" case: while the clock is behind ``virtualTime``,
+  ``find_jobs(timeRunning, &database, TRUE, FALSE, GMToff)`` runs wildcard jobs only, and virtual
+  time does not move until real time catches up with it.
+
+A fire is identified by its instant, so wall times that land on the same instant are one fire:
+every gap time of a fixed expression, and the first time after the gap, coalesce into the single
+fire at the end of the gap (``0,30 2 * * *`` fires once at 03:00 that night; ``0 2,3 * * *`` too).
+(cronie itself starts the job once per missed minute there, seconds apart; one run is what a
+schedule of fires can express.)
 """
 
 from __future__ import annotations
@@ -26,7 +51,8 @@ import bisect
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import MAXYEAR, UTC, datetime, timedelta, tzinfo
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
@@ -49,9 +75,13 @@ _MACROS = {
     "@hourly": "0 * * * *",
 }
 
-# A search for the next fire never needs to look further than this: the rarest expression that
-# passes validation (29 February, unrestricted weekday) fires at least every 8 years.
-_MAX_YEARS = 30
+# How far a search for the next matching wall time looks. The Gregorian calendar repeats every
+# 400 years (146097 days, exactly 20871 weeks), so a month/day/weekday combination that occurs at
+# all occurs in any 400 consecutive years: a search that finds nothing in 400 years never would.
+# The rarest expressions that pass validation need decades, not 8 years: "0 0 29 2 */7" (29
+# February that is a Sunday) fires in 2032, 2060, 2088 and then 2128, 40 years later, because 2100
+# is not a leap year. The search walks whole months and days, so even 400 years take milliseconds.
+_MAX_YEARS = 400
 _ITEM = re.compile(r"^(?:(\*)|([a-z0-9]+)(?:-([a-z0-9]+))?)(?:/(\d+))?$")
 
 
@@ -94,7 +124,7 @@ def _parse_field(text: str, field: _Field) -> frozenset[int]:
             low, high = field.low, field.high
         else:
             low = _value(first, field)
-            # "a/n" means "a-max/n", as in cronie and croniter.
+            # "a/n" means "a-max/n" (as croniter reads it): an extension, cronie refuses it.
             high = _value(last, field) if last else (field.high if step_text else low)
         step = int(step_text) if step_text else 1
         if step < 1:
@@ -120,6 +150,51 @@ def _exists(wall: datetime, tz: tzinfo) -> bool:
     return aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == wall
 
 
+_Kind = Literal["normal", "repeated", "gap"]
+
+
+def _kind(wall: datetime, tz: tzinfo) -> _Kind:
+    """Whether naive ``wall`` happens once in ``tz``, twice (fall back) or never (spring forward)."""
+    if wall.replace(tzinfo=tz, fold=0).utcoffset() == wall.replace(tzinfo=tz, fold=1).utcoffset():
+        return "normal"
+    return "repeated" if _exists(wall, tz) else "gap"
+
+
+@dataclass(frozen=True)
+class _Change:
+    """A change of UTC offset: at instant ``at`` (UTC), ``before`` becomes ``after``."""
+
+    at: datetime
+    before: timedelta
+    after: timedelta
+
+    @property
+    def affected(self) -> tuple[datetime, datetime]:
+        """The naive wall times ``[low, high)`` that repeat (fall back) or are missing (spring forward)."""
+        wall = self.at.replace(tzinfo=None)
+        return wall + min(self.before, self.after), wall + max(self.before, self.after)
+
+
+def _change(wall: datetime, tz: tzinfo) -> _Change:
+    """The offset change that makes the naive whole-second ``wall`` repeat or go missing in ``tz``.
+
+    PEP 495: for such a wall time ``fold=0`` takes the offset before the change, ``fold=1`` the one
+    after. The change is at an instant in ``(wall - larger offset, wall - smaller offset]``; bisect
+    it to the second.
+    """
+    before, after = wall.replace(tzinfo=tz, fold=0).utcoffset(), wall.replace(tzinfo=tz, fold=1).utcoffset()
+    assert before is not None and after is not None and before != after
+    low = int((wall - max(before, after)).replace(tzinfo=UTC).timestamp())  # still ``before``
+    high = int((wall - min(before, after)).replace(tzinfo=UTC).timestamp())  # already ``after``
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, tz).utcoffset() == after:
+            high = middle
+        else:
+            low = middle
+    return _Change(datetime.fromtimestamp(high, UTC), before, after)
+
+
 @dataclass(frozen=True)
 class CronSchedule:
     """A parsed crontab expression. Build it with :meth:`parse`."""
@@ -133,6 +208,9 @@ class CronSchedule:
     weekdays: frozenset[int]
     days_restricted: bool
     weekdays_restricted: bool
+    # cronie's MIN_STAR | HR_STAR: the minute or the hour field, as written, starts with "*".
+    # Decides what happens across DST changes (see the module docstring).
+    wildcard: bool
 
     @classmethod
     def parse(cls, text: str) -> CronSchedule:
@@ -160,6 +238,10 @@ class CronSchedule:
             weekdays=_parse_field(dow, _DOW),
             days_restricted=not dom.startswith("*"),
             weekdays_restricted=not dow.startswith("*"),
+            # Decided from the text, as cronie's entry.c does, never from the sets: "30 0-23 * * *"
+            # is fixed though its hours are all the hours. Macros were expanded above, so
+            # "@hourly" (0 * * * *) is wildcard and "@daily" (0 0 * * *) fixed, as in entry.c.
+            wildcard=minute.startswith("*") or hour.startswith("*"),
         )
         if not schedule.weekdays_restricted and not any(
             day <= _days_in_month(2024, m) for m in schedule.months for day in schedule.days
@@ -178,7 +260,7 @@ class CronSchedule:
 
     def _next_wall(self, wall: datetime) -> datetime:
         """The first naive wall-clock time at or after ``wall`` that the expression names."""
-        limit = wall.year + _MAX_YEARS
+        limit = min(wall.year + _MAX_YEARS, MAXYEAR - 1)
         while wall.year <= limit:
             if wall.month not in self.months:
                 i = bisect.bisect_right(self.months, wall.month)
@@ -212,64 +294,65 @@ class CronSchedule:
             return wall
         raise CronError(f"{self.text!r} has no fire time within {_MAX_YEARS} years")
 
-    def _instants(self, wall: datetime, tz: tzinfo) -> list[datetime]:
-        """The instants a matching wall-clock time fires at: none, one, or two (fall back)."""
-        early = wall.replace(tzinfo=tz, fold=0)
-        late = wall.replace(tzinfo=tz, fold=1)
-        if early.utcoffset() == late.utcoffset():
-            return [early]
-        if _exists(wall, tz):  # repeated hour: fires at both instants (PEP 495: fold=0 is earlier)
-            return [early, late]
-        if self.hours == tuple(range(24)):  # gap, hour field is "*": skip the missing time
-            return []
-        shifted = wall  # gap: the first existing minute after it, as croniter does
-        while not _exists(shifted, tz):
-            shifted += timedelta(minutes=1)
-        return [shifted.replace(tzinfo=tz)]
+    def _first_fire_from(self, wall: datetime, after_utc: datetime, tz: tzinfo) -> datetime:
+        """The earliest fire later than ``after_utc`` among the *first* instants of the wall times
+        from naive ``wall`` on: a repeated wall time's first pass; a fixed expression's wall time in
+        a gap fires at the end of the gap. These instants never decrease as wall time increases,
+        so the first one later than ``after_utc`` is the earliest."""
+        wall = self._next_wall(wall)
+        while True:
+            kind = _kind(wall, tz)
+            if kind == "gap":
+                change = _change(wall, tz)
+                if self.wildcard:  # its times in the gap are skipped: go on after the gap
+                    wall = self._next_wall(change.affected[1])
+                    continue
+                instant = change.at  # fixed: the first instant after the gap
+            else:  # fold=0 is the first pass of a repeated time (PEP 495)
+                instant = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+            if instant > after_utc:
+                return instant
+            wall = self._next_wall(wall + timedelta(seconds=1))
+
+    def _second_pass_fire(self, after_utc: datetime, change: _Change) -> datetime | None:
+        """The earliest second-pass fire of the repeated hour of ``change`` later than ``after_utc``."""
+        low, high = change.affected
+        # A repeated wall time w fires its second pass at w - change.after.
+        wall = max(low, (after_utc.replace(tzinfo=None) + change.after).replace(microsecond=0))
+        wall = self._next_wall(wall)
+        while wall < high:
+            instant = (wall - change.after).replace(tzinfo=UTC)
+            if instant > after_utc:
+                return instant
+            wall = self._next_wall(wall + timedelta(seconds=1))
+        return None
 
     def next_after(self, after: datetime, tz: tzinfo) -> datetime:
-        """The first fire instant strictly after ``after`` (an aware datetime), in ``tz``."""
+        """The first fire instant strictly after ``after`` (an aware datetime), in ``tz``.
+
+        Two increasing sequences make up the fires: the first instant of every matching wall time
+        (its only one, its first pass when it repeats, the end of the gap for a fixed expression's
+        time in a gap) and, for a wildcard expression, the second pass of repeated wall times. The
+        second can come first only while ``after`` is inside a repeated hour.
+        """
         if after.tzinfo is None:
             raise ValueError("after must be timezone-aware")
         # Compare in UTC: aware datetimes sharing a tzinfo compare by wall time and ignore
         # ``fold`` (PEP 495), which would make the two passes of a repeated hour look equal.
         after_utc = after.astimezone(UTC)
         local = after_utc.astimezone(tz)
-        wall = local.replace(tzinfo=None, microsecond=0)
-        best: datetime | None = None
-
-        def consider(candidate_wall: datetime) -> bool:
-            nonlocal best
-            for instant in self._instants(candidate_wall, tz):
-                utc = instant.astimezone(UTC)
-                if utc > after_utc and (best is None or utc < best):
-                    best = utc
-                    return True
-            return False
-
-        candidate = self._next_wall(wall)
-        while not consider(candidate):
-            candidate = self._next_wall(candidate + timedelta(seconds=1))
-        # The candidate found may be the second pass of a repeated hour; later wall times of the
-        # first pass still come before it.
-        while True:
-            candidate = self._next_wall(candidate + timedelta(seconds=1))
-            assert best is not None
-            if candidate.replace(tzinfo=tz, fold=0).astimezone(UTC) >= best:
-                break
-            consider(candidate)
-
-        # ``after`` in the first pass of a repeated hour: wall times just before it come round
-        # again in the second pass, and may fire earlier than what the forward search found.
-        early, late = wall.replace(tzinfo=tz, fold=0), wall.replace(tzinfo=tz, fold=1)
-        if early.utcoffset() != late.utcoffset() and _exists(wall, tz) and local.fold == 0:
-            offset_early, offset_late = early.utcoffset(), late.utcoffset()
-            assert offset_early is not None and offset_late is not None
-            back = self._next_wall(wall - (offset_early - offset_late))
-            while back < wall:
-                consider(back)
-                back = self._next_wall(back + timedelta(seconds=1))
-        assert best is not None
+        wall = local.replace(tzinfo=None, microsecond=0, fold=0)
+        second_pass = None
+        if _kind(wall, tz) == "repeated":
+            change = _change(wall, tz)
+            if local.fold == 1:
+                # ``after`` is in the second pass: every first pass of the repeated hour is over.
+                wall = change.affected[1]
+            if self.wildcard:
+                second_pass = self._second_pass_fire(after_utc, change)
+        best = self._first_fire_from(wall, after_utc, tz)
+        if second_pass is not None and second_pass < best:
+            best = second_pass
         return best.astimezone(tz)
 
     def latest_between(self, since: datetime, until: datetime, tz: tzinfo) -> datetime | None:

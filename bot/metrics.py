@@ -5,15 +5,24 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from bot.errors import DatabaseUnavailable
-from bot.model import RunRecord
+from bot.model import JobState, RunRecord
 
-if TYPE_CHECKING:
-    from bot.control import Control
+
+class Readings(Protocol):
+    """What a scrape reads (the control core has it); a protocol, so that this low room does not
+    import the core that imports it (control -> runner -> metrics)."""
+
+    @property
+    def jobs(self) -> list[str]: ...
+
+    async def state(self, job: str) -> JobState: ...
+
+    async def outbox_depth(self) -> tuple[int, float]: ...
 
 SlackHealth = Callable[[], Awaitable[str]]
 
@@ -47,7 +56,7 @@ class Metrics:
         if run.trigger == "schedule" and run.scheduled_for is not None:
             self.fire_lag.labels(run.job).observe(max(0.0, (run.started_at - run.scheduled_for).total_seconds()))
 
-    async def render(self, control: Control | None, slack_health: SlackHealth | None) -> bytes:
+    async def render(self, control: Readings | None, slack_health: SlackHealth | None) -> bytes:
         """The text exposition; the gauges are read (from the database, the socket) at scrape time."""
         if slack_health is not None:
             self.slack_connected.set(1 if await slack_health() == "connected" else 0)

@@ -30,11 +30,11 @@ import asyncpg
 
 from bot.db import CONNECTION_ERRORS, acquire
 from bot.errors import AlreadyRunning, BadInput, DatabaseUnavailable, UnknownJob
+from bot.messages import run_result_message, run_unrecorded_message, truncate
 from bot.metrics import Metrics
 from bot.model import Job, JobContext, RunRecord, Trigger
 from bot.notify import Notifier
 from bot.schedules import parse_cron, parse_zone
-from bot.slack.blocks import run_result_message, run_unrecorded_message, truncate
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import messages
 from bot.config import Secret
 from bot.control import Control
 from bot.errors import AlreadyRunning, BadInput, FoojobError
@@ -136,9 +137,9 @@ class SlackSurface:
 
     def _register(self) -> None:
         self._app.command("/foojob")(self._on_command)
-        self._app.action(blocks.RUN_AGAIN_ACTION)(self._on_click("run-now"))
-        self._app.action(blocks.PAUSE_ACTION)(self._on_click("pause"))
-        self._app.action(blocks.RESUME_ACTION)(self._on_click("resume"))
+        self._app.action(messages.RUN_AGAIN_ACTION)(self._on_click("run-now"))
+        self._app.action(messages.PAUSE_ACTION)(self._on_click("pause"))
+        self._app.action(messages.RESUME_ACTION)(self._on_click("resume"))
         self._app.action(blocks.APPLY_SCHEDULE_ACTION)(self._on_apply)
         self._app.action(blocks.CANCEL_SCHEDULE_ACTION)(self._on_cancel)
         self._app.event("app_home_opened")(self._on_home_opened)
@@ -157,7 +158,7 @@ class SlackSurface:
         except BadInput as exc:
             # A bad schedule gets the error and the schedule verbs' usage, not the whole list.
             usage = SCHEDULE_USAGE if command.get("text", "").split()[:1] == ["schedule"] else USAGE
-            await ack(response_type="ephemeral", text=f":warning: {blocks.escape(str(exc))}\n\n{usage}")
+            await ack(response_type="ephemeral", text=f":warning: {messages.escape(str(exc))}\n\n{usage}")
             return
         if cmd.verb == "help":
             await ack(response_type="ephemeral", text=USAGE)
@@ -182,10 +183,10 @@ class SlackSurface:
                 async with self._work_slots:
                     await coro
             except FoojobError as exc:
-                await reply(blocks.text_message(f":warning: {blocks.escape(str(exc))}"))
+                await reply(messages.text_message(f":warning: {messages.escape(str(exc))}"))
             except Exception:
                 log.exception("Slack request failed")
-                await reply(blocks.text_message(":warning: Something went wrong; see foojob's log."))
+                await reply(messages.text_message(":warning: Something went wrong; see foojob's log."))
 
         self._spawn(guarded(), "slack-work")
 
@@ -208,7 +209,7 @@ class SlackSurface:
             reset = cmd.verb == "schedule-reset"
             current, proposed = await self._control.preview(job, None if reset else cmd.cron, cmd.timezone)
             if proposed.same_as(current) and (current.source == "config") == reset:
-                await reply(blocks.text_message(f"{job} already runs `{current.cron}` ({current.timezone}); "
+                await reply(messages.text_message(f"{job} already runs `{current.cron}` ({current.timezone}); "
                                                 "nothing to change."))
             else:
                 await reply(blocks.schedule_preview(current, proposed, reset=reset))
@@ -223,44 +224,44 @@ class SlackSurface:
         instant = await self._control.skip(job, by=user)
         schedule = await self._control.schedule(job)
         following = schedule.fires(1)[0]
-        await reply(blocks.text_message(
+        await reply(messages.text_message(
             f":fast_forward: The fire of {human_time(instant, schedule.tz)} will be skipped; "
             f"the next run is {human_time(following, schedule.tz)}. (`/foojob unskip` takes it back.)"))
         if self._announce_in_channel:
-            await reply(blocks.skip_message(job, user, instant, following, schedule.tz), in_channel=True)
+            await reply(messages.skip_message(job, user, instant, following, schedule.tz), in_channel=True)
 
     async def _unskip(self, job: str, user: str, reply: Reply) -> None:
         cleared = await self._control.unskip(job, by=user)
         if cleared is None:
-            await reply(blocks.text_message(f"No fire of {job} was skipped; nothing changed."))
+            await reply(messages.text_message(f"No fire of {job} was skipped; nothing changed."))
             return
-        await reply(blocks.text_message(f":leftwards_arrow_with_hook: The fire of {human_time(cleared, self._tz)} "
+        await reply(messages.text_message(f":leftwards_arrow_with_hook: The fire of {human_time(cleared, self._tz)} "
                                         "will run after all."))
         if self._announce_in_channel:
-            await reply(blocks.unskip_message(job, user, cleared, self._tz), in_channel=True)
+            await reply(messages.unskip_message(job, user, cleared, self._tz), in_channel=True)
 
     async def _run_now(self, job: str, user: str, reply: Reply) -> None:
         try:
             run = await self._control.run_now(job, by=user)
         except AlreadyRunning:
-            await reply(blocks.text_message(f":hourglass: {job} is already running; try again when it ends."))
+            await reply(messages.text_message(f":hourglass: {job} is already running; try again when it ends."))
             return
-        await reply(blocks.run_result_message(run, self._tz))
+        await reply(messages.run_result_message(run, self._tz))
 
     async def _pause(self, job: str, user: str, reply: Reply, duration: timedelta | None,
                      reason: str | None) -> None:
         state = await self._control.pause(job, by=user, duration=duration, reason=reason)
         until = f" until {rfc3339(state.resume_at, self._tz)}" if state.resume_at else " until someone resumes it"
-        await reply(blocks.text_message(f":double_vertical_bar: Paused {job}{until}."))
+        await reply(messages.text_message(f":double_vertical_bar: Paused {job}{until}."))
         if self._announce_in_channel:
-            await reply(blocks.paused_message(state, self._tz), in_channel=True)
+            await reply(messages.paused_message(state, self._tz), in_channel=True)
 
     async def _resume(self, job: str, user: str, reply: Reply) -> None:
         changed = await self._control.resume(job, by=user)
-        await reply(blocks.text_message(
+        await reply(messages.text_message(
             f":arrow_forward: Resumed {job}." if changed else f"{job} was not paused; nothing changed."))
         if changed and self._announce_in_channel:
-            await reply(blocks.resumed_message(job, user, automatic=False), in_channel=True)
+            await reply(messages.resumed_message(job, user, automatic=False), in_channel=True)
 
     def _responder(self, url: str) -> Reply:
         """Answers through a response_url, on one HTTP session for all (Bolt's respond() opens a
@@ -298,7 +299,7 @@ class SlackSurface:
         action = (body.get("actions") or [{}])[0]
         job = action.get("value") or DEFAULT_JOB
         if not self._allowed_user(user):
-            await reply(blocks.text_message(self._refusal(user, verb)))
+            await reply(messages.text_message(self._refusal(user, verb)))
             return None
         # One click per button per message (or Home view version) per window, across replicas:
         # a double click acts once.
@@ -306,7 +307,7 @@ class SlackSurface:
         where = (f"view:{view.get('id')}:{view.get('hash')}" if container.get("type") == "view"
                  else f"msg:{container.get('channel_id')}:{container.get('message_ts')}")
         if not await self._control.first_request(f"slack:{where}:{action.get('action_id')}", CLICK_WINDOW):
-            await reply(blocks.text_message("That click was already taken care of."))
+            await reply(messages.text_message("That click was already taken care of."))
             return None
         return job, user
 
@@ -342,7 +343,7 @@ class SlackSurface:
                 job, reset = str(change["job"]), bool(change.get("reset"))
                 cron, timezone = (None, None) if reset else (str(change["cron"]), str(change["timezone"]))
             except (ValueError, KeyError, TypeError, AttributeError):
-                await reply(blocks.text_message(":warning: That button does not say what to apply; nothing changed."))
+                await reply(messages.text_message(":warning: That button does not say what to apply; nothing changed."))
                 return
             if await self._button(body, reply, "change the schedule of") is None:
                 return
@@ -354,12 +355,12 @@ class SlackSurface:
                 assert cron is not None
                 new = await self._control.set_schedule(job, cron, timezone, by=user)
             fires = ", ".join(human_time(at, new.tz) for at in new.fires(3))
-            await reply(blocks.text_message(
+            await reply(messages.text_message(
                 f":white_check_mark: Applied: {job} runs `{new.cron}` ({new.describe()}, {new.timezone}). "
                 f"Next: {fires}."), replace=True)
             if self._announce_in_channel and not new.same_as(old):
                 action = "schedule-reset" if reset else "schedule-set"
-                await reply(blocks.schedule_changed_message(old, new, user, action, self._tz), in_channel=True)
+                await reply(messages.schedule_changed_message(old, new, user, action, self._tz), in_channel=True)
 
         self._work(work(), reply)
 
@@ -367,7 +368,7 @@ class SlackSurface:
                          client: AsyncWebClient) -> None:
         await ack()
         reply = self._replier(body, client)
-        self._work(reply(blocks.text_message("Cancelled: the schedule was not changed."), replace=True), reply)
+        self._work(reply(messages.text_message("Cancelled: the schedule was not changed."), replace=True), reply)
 
     async def _on_home_opened(self, event: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("tab") == "home":  # the event is acked when this returns; the tab follows
