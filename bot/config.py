@@ -17,7 +17,7 @@ from urllib.parse import SplitResult, parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.cron import CronSchedule
-from bot.durations import parse_duration
+from bot.durations import parse_duration, parse_span
 from bot.errors import BadInput, ConfigError, CronError
 from jobs import JOBS
 
@@ -69,10 +69,19 @@ class Settings:
     log_level: str
     log_format: str
     misfire_grace: timedelta
+    # Watching the job (SPEC "Watching the job"); defaults so that tests may build Settings by hand.
+    timeout: timedelta = timedelta(minutes=10)
+    notify: str = "all"
+    alert_after: int = 3
+    alert_mention: str | None = None
+    late_after: timedelta = timedelta(minutes=1)
+    heartbeat_url: Secret | None = None
+    keep_runs: timedelta = timedelta(days=90)
 
     def secrets(self) -> list[str]:
         """The values that must never be shown (for the log filter)."""
-        values = [self.slack_bot_token, self.slack_app_token, self.slack_webhook_url, self.control_api_token]
+        values = [self.slack_bot_token, self.slack_app_token, self.slack_webhook_url, self.control_api_token,
+                  self.heartbeat_url]
         found = [v.reveal() for v in values if v is not None]
         if self.database_url is not None:
             password = urlsplit(self.database_url.reveal()).password
@@ -119,6 +128,13 @@ class Settings:
             log_level=_log_level(get("LOG_LEVEL") or "INFO"),
             log_format=_log_format(get("LOG_FORMAT") or "text"),
             misfire_grace=_grace(get("FOOJOB_MISFIRE_GRACE") or "1h"),
+            timeout=_span(get("FOOJOB_TIMEOUT") or "10m", "FOOJOB_TIMEOUT"),
+            notify=_choice(get("FOOJOB_NOTIFY") or "all", "FOOJOB_NOTIFY", NOTIFY_POLICIES),
+            alert_after=_count(get("FOOJOB_ALERT_AFTER") or "3", "FOOJOB_ALERT_AFTER"),
+            alert_mention=_mention(get("FOOJOB_ALERT_MENTION")),
+            late_after=_span(get("FOOJOB_LATE_AFTER") or "1m", "FOOJOB_LATE_AFTER"),
+            heartbeat_url=_ping_url(get("FOOJOB_HEARTBEAT_URL")),
+            keep_runs=_span(get("FOOJOB_KEEP_RUNS") or "90d", "FOOJOB_KEEP_RUNS"),
         )
 
 
@@ -241,3 +257,47 @@ def _log_level(value: str) -> str:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError("LOG_LEVEL", f"must be DEBUG, INFO, WARNING or ERROR, got {value!r}")
     return level
+
+
+NOTIFY_POLICIES = ("all", "failures", "changes")
+
+
+def _span(value: str, variable: str) -> timedelta:
+    try:
+        return parse_span(value)
+    except BadInput as exc:
+        raise ConfigError(variable, str(exc)) from None
+
+
+def _choice(value: str, variable: str, choices: tuple[str, ...]) -> str:
+    if value.lower() not in choices:
+        raise ConfigError(variable, f"must be one of {', '.join(choices)}, got {value[:40]!r}")
+    return value.lower()
+
+
+def _count(value: str, variable: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,4}", value) or int(value) < 1:
+        raise ConfigError(variable, f"must be a whole number from 1 to 9999, got {value[:40]!r}")
+    return int(value)
+
+
+_MENTION = re.compile(r"^<(?:@[UW][A-Z0-9]{2,}|!subteam\^S[A-Z0-9]{2,}(?:\|[^<>]*)?|!channel|!here)>$")
+
+
+def _mention(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not _MENTION.match(value):
+        raise ConfigError("FOOJOB_ALERT_MENTION",
+                          "must be a Slack mention as Slack writes them: <@U012AB3CD>, <!subteam^S012AB3CD> or "
+                          f"<!channel>, got {value[:40]!r}")
+    return value
+
+
+def _ping_url(value: str | None) -> Secret | None:
+    if value is None:
+        return None
+    parts = _split(value, "FOOJOB_HEARTBEAT_URL")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("FOOJOB_HEARTBEAT_URL", "must be an http(s) ping URL such as https://hc-ping.com/<uuid>")
+    return Secret(value.rstrip("/"))

@@ -25,6 +25,18 @@ def parse_duration(text: str) -> timedelta:
     return value
 
 
+def parse_span(text: str) -> timedelta:
+    """A positive length of time for a setting (``10m``, ``90d``, ``30s``): no upper bound."""
+    match = _DURATION.match(text.strip().lower())
+    if not text.strip() or not match:
+        raise BadInput(f"{text!r} is not a duration (try 30s, 10m, 2h or 90d)")
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    value = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if value <= timedelta(0):
+        raise BadInput("must be longer than zero")
+    return value
+
+
 def looks_like_duration(text: str) -> bool:
     """Whether a word was meant as a duration (digits and unit letters), even a malformed one."""
     return bool(re.fullmatch(r"\d[\dA-Za-z]*", text.strip()))

@@ -35,7 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Variables of the service that must not leak from the developer's shell into a test.
 SERVICE_VARS = ("DATABASE_URL", "FOOJOB_DATA_DIR", "FOOJOB_CRON", "FOOJOB_TIMEZONE", "SLACK_BOT_TOKEN",
                 "SLACK_APP_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_API_URL", "SLACK_ALLOWED_USERS", "HOST",
-                "PORT", "CONTROL_API_TOKEN", "LOG_LEVEL")
+                "PORT", "CONTROL_API_TOKEN", "LOG_LEVEL", "LOG_FORMAT", "FOOJOB_MISFIRE_GRACE", "FOOJOB_TIMEOUT",
+                "FOOJOB_NOTIFY", "FOOJOB_ALERT_AFTER", "FOOJOB_ALERT_MENTION", "FOOJOB_LATE_AFTER",
+                "FOOJOB_HEARTBEAT_URL", "FOOJOB_KEEP_RUNS")
 
 
 def with_database(url: str, name: str) -> str:

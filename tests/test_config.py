@@ -35,6 +35,14 @@ BAD = [
     ("LOG_LEVEL", {"LOG_LEVEL": "LOUD"}, "DEBUG, INFO"),
     ("LOG_FORMAT", {"LOG_FORMAT": "xml"}, "text or json"),
     ("FOOJOB_MISFIRE_GRACE", {"FOOJOB_MISFIRE_GRACE": "soon"}, "not a duration"),
+    ("FOOJOB_TIMEOUT", {"FOOJOB_TIMEOUT": "0s"}, "longer than zero"),
+    ("FOOJOB_TIMEOUT", {"FOOJOB_TIMEOUT": "ten"}, "not a duration"),
+    ("FOOJOB_NOTIFY", {"FOOJOB_NOTIFY": "some"}, "all, failures, changes"),
+    ("FOOJOB_ALERT_AFTER", {"FOOJOB_ALERT_AFTER": "0"}, "whole number"),
+    ("FOOJOB_ALERT_MENTION", {"FOOJOB_ALERT_MENTION": "@oncall"}, "Slack mention"),
+    ("FOOJOB_LATE_AFTER", {"FOOJOB_LATE_AFTER": "-1m"}, "not a duration"),
+    ("FOOJOB_HEARTBEAT_URL", {"FOOJOB_HEARTBEAT_URL": "hc-ping.com/SECRETUUID"}, "http(s) ping URL"),
+    ("FOOJOB_KEEP_RUNS", {"FOOJOB_KEEP_RUNS": "forever"}, "not a duration"),
 ]
 
 
