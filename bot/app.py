@@ -35,11 +35,15 @@ from bot.errors import DatabaseUnavailable, FoojobError
 from bot.http import Backend, build_app
 from bot.listener import Listener
 from bot.logs import replica_name
+from bot.messages import gap_message
 from bot.metrics import Metrics
 from bot.notify import Notifier, OutboxNotifier, SilentNotifier, StdoutNotifier
 from bot.outbox import Dispatcher
-from bot.runner import Runner
+from bot.pings import make_pinger
+from bot.runner import Policy, Runner
 from bot.scheduler import Scheduler
+from bot.timefmt import span
+from bot.watch import Watcher
 from jobs import JOBS
 
 if TYPE_CHECKING:
@@ -116,7 +120,9 @@ async def open_core(settings: Settings, *, service: bool, metrics: Metrics | Non
 
         metrics = metrics or Metrics(__version__)
         schedules = {name: s.cron for name, s in settings.schedules.items()}
-        runner = Runner(pool, queries, JOBS, notifier, settings.timezone, metrics)
+        runner = Runner(pool, queries, JOBS, notifier, settings.timezone, metrics,
+                        Policy(timeout=settings.timeout, notify=settings.notify, alert_after=settings.alert_after,
+                               alert_mention=settings.alert_mention))
         control = Control(pool, queries, runner, schedules, settings.timezone, notifier)
         yield Core(dsn, pool, queries, notifier, runner, control, metrics)
 
@@ -135,44 +141,69 @@ async def start_slack(settings: Settings, core: Core) -> SlackSurface:
 
 
 HEARTBEAT_S = 2.0
+MAX_GAP_FIRES = 100_000  # fires counted in a gap with no replica up, at most
 # A process counts as up at an instant if it was seen this close to it.
 ALIVE_MARGIN = timedelta(seconds=HEARTBEAT_S * 1.5)
 
 
 async def catch_up(settings: Settings, core: Core, replica: str) -> None:
-    """One run for the latest fire missed while every replica was down, if it is recent enough,
-    the job has run before, and it is not paused (the runner checks that). Never more than one.
+    """After a time when no replica was up: one message covering the whole gap, and one run for the
+    latest fire missed, if it is recent enough (FOOJOB_MISFIRE_GRACE), the job has run before, and
+    it is not paused (the runner checks that). Never more than one run.
 
-    A fire that no run claimed while another process was up was not missed: that process skipped
-    it on purpose (paused) or coalesced it. Only a fire with nobody up gets a catch-up run."""
-    if not settings.misfire_grace:
-        return
+    The gap begins where the last other process was last known up (its heartbeat, or its clean
+    stop): fires after that had nobody to run them. Fires skipped while paused, or skipped on
+    purpose, are not missed. Replicas starting together compute the same gap and report it once
+    (the report is claimed in the database, like a fire)."""
     now = datetime.now(UTC)
-    for name in settings.schedules:
+    for name in core.control.jobs:
         try:
-            # The schedule in force at the missed instant, which a change may have replaced since.
-            missed = await core.control.latest_fire_between(name, now - settings.misfire_grace, now)
-            if missed is None:
-                continue
-            if not await core.control.has_run(name):
-                continue  # a first start never catches up
-            if await core.control.another_replica_up_at(missed, replica, ALIVE_MARGIN):
-                continue
-            run = await core.runner.run(name, trigger="catch-up", scheduled_for=missed)
+            await _catch_up_job(settings, core, replica, name, now)
         except DatabaseUnavailable as exc:
             log.warning("no catch-up for %s: %s", name, exc)
-            continue
-        if run is not None:
-            log.warning("%s missed its fire of %s while no replica was up: ran it now (run %d, %s)",
-                        name, missed.isoformat(), run.id, run.status,
-                        extra={"job": name, "run_id": run.id, "trigger": "catch-up", "status": run.status,
-                               "scheduled_for": missed.isoformat()})
 
 
-async def _heartbeat(control: Control, replica: str) -> None:
+async def _catch_up_job(settings: Settings, core: Core, replica: str, name: str, now: datetime) -> None:
+    since = await core.control.last_sign_of_life(name, replica)
+    if since is None:
+        return  # nothing ever ran here: a first start misses nothing
+    missed = await core.control.missed_between(name, since, now, MAX_GAP_FIRES)
+    if not missed:
+        return
+    latest = missed[-1]
+    why_not: str | None = None
+    if not settings.misfire_grace:
+        why_not = "FOOJOB_MISFIRE_GRACE is 0"
+    elif now - latest > settings.misfire_grace:
+        why_not = f"older than FOOJOB_MISFIRE_GRACE ({span(settings.misfire_grace)})"
+    elif not await core.control.has_run(name):
+        why_not = "the job has never run (a first start never catches up)"
+    message = gap_message(name, since, now, len(missed), len(missed) >= MAX_GAP_FIRES,
+                          latest if why_not is None else None, why_not, settings.timezone)
+    if await core.control.report_missed(name, missed, "no replica was up", message):
+        core.metrics.missed_fires.labels(name).inc(len(missed))
+        log.warning("%s: no replica was up from %s to %s: %d fire(s) missed; %s", name, since.isoformat(),
+                    now.isoformat(), len(missed), why_not or "catching up the latest",
+                    extra={"job": name, "trigger": "catch-up", "status": "missed",
+                           "scheduled_for": latest.isoformat()})
+    if why_not is not None:
+        return
+    run = await core.runner.run(name, trigger="catch-up", scheduled_for=latest)
+    if run is not None:
+        log.warning("%s missed its fire of %s while no replica was up: ran it now (run %d, %s)",
+                    name, latest.isoformat(), run.id, run.status,
+                    extra={"job": name, "run_id": run.id, "trigger": "catch-up", "status": run.status,
+                           "scheduled_for": latest.isoformat()})
+
+
+async def _heartbeat(control: Control, replica: str, watcher: Watcher) -> None:
     while True:
-        with contextlib.suppress(DatabaseUnavailable):
-            await control.heartbeat(replica)
+        try:
+            watcher.speaker = await control.heartbeat(replica, ALIVE_MARGIN)
+        except DatabaseUnavailable:
+            pass  # the runs report an outage, once
+        else:
+            watcher.reachable()
         await asyncio.sleep(HEARTBEAT_S)
 
 
@@ -239,13 +270,22 @@ async def serve(settings: Settings) -> int:
 
             # The effective schedules, after this start's configured ones have had their say.
             schedules = {job: await core.control.reconcile(job) for job in core.control.jobs}
+            watcher = Watcher(core.control, core.notifier, settings.timezone, settings.late_after, core.metrics)
+            stack.push_async_callback(watcher.close)
+            core.runner.watch = watcher
+            pings = make_pinger(settings.heartbeat_url)  # does nothing without FOOJOB_HEARTBEAT_URL
+            pings.start()
+            stack.push_async_callback(pings.aclose, DELIVERY_GRACE_S)
+            core.runner.pings = pings
             scheduler = Scheduler(
                 schedules, settings.timezone,
                 on_fire=lambda job, at, version: core.runner.run(job, trigger="schedule", scheduled_for=at,
                                                                  schedule_version=version),
                 on_pause_expired=core.control.expire_pause,
+                on_missed=watcher.missed,
             )
             core.control.on_state_change(scheduler.watch_state)
+            core.control.on_state_change(watcher.state_changed)
 
             dispatcher: Dispatcher | None = None
             if settings.slack_webhook_url is not None:
@@ -261,6 +301,7 @@ async def serve(settings: Settings) -> int:
                 except DatabaseUnavailable:
                     return
                 scheduler.watch_state(state)
+                watcher.state_changed(state)
                 if noticed:
                     log.info("%s is now %s (a change made anywhere, heard through NOTIFY)", job,
                              f"paused by {state.paused_by}" if state.paused else "active")
@@ -278,13 +319,14 @@ async def serve(settings: Settings) -> int:
             stack.push_async_callback(listener.stop)
 
             replica = f"{replica_name()}:{uuid.uuid4().hex[:6]}"
-            beating = asyncio.create_task(_heartbeat(core.control, replica), name="heartbeat")
+            beating = asyncio.create_task(_heartbeat(core.control, replica, watcher), name="heartbeat")
             stack.push_async_callback(_goodbye, core.control, replica, beating)
             for job in core.control.jobs:
                 # A timed pause that ran out while no replica was up: record and announce it now.
                 with contextlib.suppress(DatabaseUnavailable):
                     await core.control.expire_pause(job)
                 state = await core.control.state(job)
+                watcher.state_changed(state)
                 if state.paused:
                     until = f" until {state.resume_at.isoformat()}" if state.resume_at else " until resumed"
                     log.warning("%s is PAUSED%s (by %s%s): its fires will be skipped", job, until,

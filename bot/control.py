@@ -22,7 +22,7 @@ from bot.db import acquire
 from bot.errors import BadInput, Conflict, DatabaseUnavailable, UnknownJob
 from bot.messages import paused_message, resumed_message, schedule_changed_message, skip_message, unskip_message
 from bot.model import JobState, RunRecord, Status
-from bot.notify import AfterCommit, Notifier, stage
+from bot.notify import AfterCommit, Message, Notifier, stage
 from bot.runner import Runner
 from bot.schedules import Schedule, Source, parse_cron, parse_zone, same_expression
 
@@ -292,9 +292,9 @@ class Control:
         await self._announce_state(job)
         return skipped
 
-    async def latest_fire_between(self, job: str, since: datetime, until: datetime) -> datetime | None:
-        """The latest fire instant in ``(since, until]`` of the schedule in force at that instant
-        (the audit trail says which schedule was in force when)."""
+    async def _segments(self, job: str, since: datetime, until: datetime) -> list[tuple[datetime, datetime, Schedule]]:
+        """``(since, until]`` cut where the schedule changed, each piece with the schedule in force
+        (the audit trail says which schedule was in force when), oldest first."""
         async with self._conn() as conn:
             current = self._schedule(job, await conn.fetchrow(self._q["job_state"], job))
             changes = await conn.fetch(self._q["schedule_changes_since"], job, since)
@@ -306,14 +306,63 @@ class Control:
                 before = Schedule(job, parse_cron(old["cron"]), parse_zone(old["timezone"]), "config", None, None, 0)
             except BadInput:
                 before = current
-            segments.append((start, change["at"], before))
+            segments.append((start, min(change["at"], until), before))
             start = change["at"]
-        segments.append((start, until, current))
-        for low, high, schedule in reversed(segments):
-            latest = schedule.expression.latest_between(low, min(high, until), schedule.tz)
+        if start < until:
+            segments.append((start, until, current))
+        return segments
+
+    async def latest_fire_between(self, job: str, since: datetime, until: datetime) -> datetime | None:
+        """The latest fire instant in ``(since, until]`` of the schedule in force at that instant."""
+        for low, high, schedule in reversed(await self._segments(job, since, until)):
+            latest = schedule.expression.latest_between(low, high, schedule.tz)
             if latest is not None and latest != schedule.skipped(since):
                 return latest
         return None
+
+    async def fires_between(self, job: str, since: datetime, until: datetime, cap: int) -> list[datetime]:
+        """The fire instants in ``(since, until]`` of the schedules in force then (at most ``cap``),
+        without a skipped one."""
+        fires: list[datetime] = []
+        for low, high, schedule in await self._segments(job, since, until):
+            skipped = schedule.skip_next
+            at = low
+            while len(fires) < cap and (at := schedule.expression.next_after(at, schedule.tz)) <= high:
+                if at != skipped:
+                    fires.append(at)
+        return fires
+
+    async def missed_between(self, job: str, since: datetime, until: datetime, cap: int) -> list[datetime]:
+        """The fires in ``(since, until]`` that no run claimed (none, while the job is paused)."""
+        if (await self.state(job)).paused:
+            return []
+        fires = await self.fires_between(job, since, until, cap)
+        async with self._conn() as conn:
+            ran = {r["scheduled_for"] for r in await conn.fetch(self._q["runs_between"], job, since, until)}
+        return [at for at in fires if at not in ran]
+
+    async def last_sign_of_life(self, job: str, replica: str) -> datetime | None:
+        """When another process was last known up, or the job last ran: where a gap began."""
+        async with self._conn() as conn:
+            value: datetime | None = await conn.fetchval(self._q["last_sign_of_life"], replica, job)
+            return value
+
+    async def report_missed(self, job: str, instants: list[datetime], reason: str, message: Message) -> bool:
+        """Claim the report of missed fires (keyed by the first) and stage ``message``; False when
+        another replica reported them, a run took the fire, or the job is paused or skipping it."""
+        after_commit: AfterCommit = _nothing
+        async with self._conn() as conn, conn.transaction():
+            claimed = await conn.fetchval(self._q["report_missed"], job, instants[0], reason, len(instants))
+            if claimed:
+                after_commit = await stage(self._notifier, conn, self._q, message)
+        after_commit()
+        return claimed is not None
+
+    async def announce(self, message: Message) -> None:
+        """Stage a message of the service's own (the database is back) on the webhook."""
+        async with self._conn() as conn, conn.transaction():
+            after_commit = await stage(self._notifier, conn, self._q, message)
+        after_commit()
 
     async def _announce_state(self, job: str) -> Schedule:
         state = await self.state(job)
@@ -358,21 +407,26 @@ class Control:
         async with self._conn() as conn:
             return await conn.fetchval(self._q["claim_request_key"], key, window.total_seconds()) is not None
 
-    async def heartbeat(self, replica: str) -> None:
+    async def heartbeat(self, replica: str, alive_within: timedelta) -> bool:
+        """Say this replica is up; True when it is the one that speaks for all during an outage
+        (the first by name of those up)."""
         async with self._conn() as conn:
-            await conn.execute(self._q["replica_heartbeat"], replica)
+            return bool(await conn.fetchval(self._q["replica_heartbeat"], replica, alive_within.total_seconds())
+                        == replica)
 
     async def goodbye(self, replica: str) -> None:
         async with self._conn() as conn:
             await conn.execute(self._q["replica_gone"], replica)
 
-    async def another_replica_up_at(self, instant: datetime, replica: str, margin: timedelta) -> bool:
-        async with self._conn() as conn:
-            return bool(await conn.fetchval(self._q["replica_alive_at"], instant, replica, margin.total_seconds()))
-
     async def has_run(self, job: str) -> bool:
         async with self._conn() as conn:
             return bool(await conn.fetchval(self._q["job_has_run"], job))
+
+    async def health(self, job: str) -> tuple[datetime | None, int]:
+        """When the job last succeeded, and how many runs failed since (for the metrics)."""
+        async with self._conn() as conn:
+            row = await conn.fetchrow(self._q["job_health"], job)
+        return row["last_success"], int(row["failures"])
 
     async def outbox_depth(self) -> tuple[int, float]:
         """Messages waiting for Slack, and the age in seconds of the oldest (0 when none)."""

@@ -23,6 +23,7 @@ FALLBACK_TEXT_MAX = 4000  # Slack truncates longer top-level text
 RUN_AGAIN_ACTION = "foojob_run_now"
 PAUSE_ACTION = "foojob_pause"
 RESUME_ACTION = "foojob_resume"
+PAUSE_1H_ACTION = "foojob_pause_1h"
 
 
 def escape(text: str) -> str:
@@ -47,24 +48,78 @@ def _code(text: str) -> str:
     return "```" + truncate(text, SECTION_TEXT_MAX - 6).replace("```", "ˋˋˋ") + "```"
 
 
-def run_result_message(run: RunRecord, tz: ZoneInfo) -> Message:
+def run_result_message(run: RunRecord, tz: ZoneInfo, *, failures: int = 0, since: datetime | None = None,
+                       mention: str | None = None, alert: bool = False) -> Message:
+    """A run's result. ``failures``: the failure streak this run ends (a success: a recovery) or
+    extends (a failure: its length, this run included); ``alert``: the failure that reached
+    FOOJOB_ALERT_AFTER, which pings ``mention``."""
     ok = run.status == "succeeded"
-    icon = ":white_check_mark:" if ok else ":x:"
+    icon = ":white_check_mark:" if ok else (":rotating_light:" if alert else ":x:")
+    headline = f"{run.job} {run.status} in {human_duration(run.duration)}"
+    over = f" over {human_duration(run.started_at - since)}" if since is not None else ""
+    if ok and failures:
+        icon, headline = ":large_green_circle:", f"{run.job} recovered after {_failures(failures)}{over}"
+    elif alert:
+        headline = f"{run.job} has failed {failures} times in a row{over}"
+    elif not ok and failures > 1:
+        headline += f" ({_nth(failures)} failure in a row)"
+    ping = f"{mention} " if alert and mention else ""
+    head = f"*{headline}*" if alert or (ok and failures) else f"*{run.job}* {headline[len(run.job) + 1:]}"
     when = rfc3339(run.scheduled_for, tz) if run.scheduled_for else None
     origin = f"{run.trigger} for {when}" if when else f"{run.trigger} by {who(run.triggered_by)}"
     detail = escape(json.dumps(run.result, ensure_ascii=False) if ok else (run.error or "failed"))
-    text = truncate(f"{icon} {run.job} {run.status} in {human_duration(run.duration)} "
-                    f"(run #{run.id}, {origin}): {detail}", FALLBACK_TEXT_MAX)
+    text = truncate(f"{ping}{icon} {headline} (run #{run.id}, {origin}): {detail}", FALLBACK_TEXT_MAX)
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": truncate(
-            f"{icon} *{run.job}* {run.status} in {human_duration(run.duration)}", SECTION_TEXT_MAX)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": truncate(f"{ping}{icon} {head}", SECTION_TEXT_MAX)}},
         {"type": "section", "text": {"type": "mrkdwn", "text": _code(detail)}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(
-            f"run #{run.id} · {origin} · started {rfc3339(run.started_at, tz)}", SECTION_TEXT_MAX)}]},
+            f"run #{run.id} · {origin} · started {human_time(run.started_at, tz)}", SECTION_TEXT_MAX)}]},
     ]
     if not ok:
-        blocks.append(_run_again(run.job))
+        blocks.append(_fix_buttons(run.job))
     return Message(text=text, blocks=blocks)
+
+
+def _failures(n: int) -> str:
+    return "1 failure" if n == 1 else f"{n} failures"
+
+
+def _nth(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def missed_message(job: str, instant: datetime, reason: str, tz: ZoneInfo) -> Message:
+    """A fire of the schedule that did not run while the service was up."""
+    text = f":warning: {job} missed its fire of {human_time(instant, tz)}: {escape(reason)}"
+    return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=[section(text), _fix_buttons(job)])
+
+
+def gap_message(job: str, since: datetime, until: datetime, fires: int, capped: bool,
+                caught_up: datetime | None, why_not: str | None, tz: ZoneInfo) -> Message:
+    """At start-up, after a time when no replica was up: the whole gap in one message."""
+    count = f"{'more than ' if capped else ''}{fires} fire{'s' if fires != 1 or capped else ''}"
+    then = (f"caught up the latest ({human_time(caught_up, tz)})" if caught_up is not None
+            else f"not caught up: {why_not}")
+    text = (f":warning: {job}: no replica was up from {human_time(since, tz)} to {human_time(until, tz)}: "
+            f"{count} missed; {then}")
+    return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=[section(text)])
+
+
+def outage_message(jobs: list[str], since: datetime, error: str, tz: ZoneInfo) -> Message:
+    """The database cannot be reached: said once, when fires start failing for it."""
+    text = (f":rotating_light: {', '.join(jobs)}: the database is unreachable since {human_time(since, tz)} "
+            f"({escape(error)}); scheduled runs fail until it is back. One more message when it is.")
+    return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=[section(text)])
+
+
+def back_message(since: datetime, until: datetime, missed: dict[str, int], tz: ZoneInfo) -> Message:
+    """The database is back: how long it was gone, how many fires were missed meanwhile."""
+    counts = "; ".join(f"{job}: {n} fire{'s' if n != 1 else ''} missed" for job, n in missed.items()) or \
+        "no fire was missed"
+    text = (f":large_green_circle: the database is back after {human_duration(until - since)} "
+            f"(unreachable from {human_time(since, tz)}): {counts}")
+    return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=[section(text)])
 
 
 def run_unrecorded_message(job: str, trigger: str, scheduled_for: datetime | None, error: str,
@@ -86,6 +141,14 @@ def _run_again(job: str) -> dict[str, Any]:
         "type": "button", "action_id": RUN_AGAIN_ACTION, "value": job, "style": "primary",
         "text": {"type": "plain_text", "text": "Run again"},
     }]}
+
+
+def _fix_buttons(job: str) -> dict[str, Any]:
+    """The fix at hand on a failure: run it again, or pause it for an hour while someone looks."""
+    buttons = _run_again(job)
+    buttons["elements"].append({"type": "button", "action_id": PAUSE_1H_ACTION, "value": job,
+                                "text": {"type": "plain_text", "text": "Pause 1h"}})
+    return buttons
 
 
 def paused_message(state: JobState, tz: ZoneInfo) -> Message:

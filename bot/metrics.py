@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
@@ -23,6 +24,8 @@ class Readings(Protocol):
     async def state(self, job: str) -> JobState: ...
 
     async def outbox_depth(self) -> tuple[int, float]: ...
+
+    async def health(self, job: str) -> tuple[datetime | None, int]: ...
 
 SlackHealth = Callable[[], Awaitable[str]]
 
@@ -47,6 +50,16 @@ class Metrics:
                                   registry=self.registry)
         self.outbox_age = Gauge("foojob_outbox_oldest_age_seconds", "Age of the oldest undelivered message",
                                 registry=self.registry)
+        self.run_timeouts = Counter("foojob_run_timeouts", "Runs stopped by FOOJOB_TIMEOUT", ["job"],
+                                    registry=self.registry)
+        self.missed_fires = Counter("foojob_missed_fires", "Fires of the schedule that did not run (reported by "
+                                    "this process)", ["job"], registry=self.registry)
+        self.last_success = Gauge("foojob_last_success_timestamp_seconds",
+                                  "When the job last succeeded (any replica), Unix time", ["job"],
+                                  registry=self.registry)
+        self.consecutive_failures = Gauge("foojob_consecutive_failures",
+                                          "Failed runs since the last success (any replica)", ["job"],
+                                          registry=self.registry)
         Info("foojob_build", "Build information", registry=self.registry).info({"version": version})
 
     def observe_run(self, run: RunRecord) -> None:
@@ -65,6 +78,10 @@ class Metrics:
                 # On an outage keep the last known value; /healthz reports the outage.
                 with contextlib.suppress(DatabaseUnavailable):
                     self.paused.labels(job).set(1 if (await control.state(job)).paused else 0)
+                    last_success, failures = await control.health(job)
+                    self.consecutive_failures.labels(job).set(failures)
+                    if last_success is not None:
+                        self.last_success.labels(job).set(last_success.timestamp())
             depth: float
             age: float
             try:

@@ -10,8 +10,14 @@ The whole run is one PostgreSQL transaction on one connection:
 3. the claim: ``INSERT … ON CONFLICT (job, scheduled_for) DO NOTHING`` — a fire another replica
    already ran gives no row, and this replica does nothing;
 4. the job's work, inside a savepoint, so a job that raises is rolled back alone and the run is
-   still recorded as failed;
-5. the record's final status, result, error and times; COMMIT.
+   still recorded as failed; a job still going after ``FOOJOB_TIMEOUT`` is stopped (its statement
+   cancelled, its work rolled back to the savepoint) and recorded as failed, ``timed out after …``;
+5. the record's final status, result, error and times, and its message (as the notification
+   policy and the failure streak decide); COMMIT.
+
+The timed-out run is recorded in the same transaction, after its work is rolled back, rather
+than in a new one: the transaction keeps the fire's claim and the job's lock to the end, so no
+other replica waiting for that fire can run it a second time meanwhile.
 
 A crash anywhere before COMMIT leaves nothing behind (no half row, no claim), and the advisory
 lock goes with the dead connection.
@@ -19,22 +25,25 @@ lock goes with the dead connection.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from bot.db import CONNECTION_ERRORS, acquire
 from bot.errors import AlreadyRunning, BadInput, DatabaseUnavailable, UnknownJob
-from bot.messages import run_result_message, run_unrecorded_message, truncate
+from bot.messages import run_result_message, truncate
 from bot.metrics import Metrics
 from bot.model import Job, JobContext, RunRecord, Trigger
-from bot.notify import Notifier
+from bot.notify import Message, Notifier
 from bot.schedules import parse_cron, parse_zone
+from bot.timefmt import span
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +54,52 @@ SCHEDULED_LOCK_WAIT = "30s"
 
 
 MAX_ERROR = 2000  # characters of a job's error kept with its run
+# After a timeout, how long the cancelled statement may take to give way before the connection
+# itself is cut (a server that does not answer the cancel).
+CANCEL_GRACE_S = 10.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How runs are watched (SPEC "Watching the job"): FOOJOB_TIMEOUT, FOOJOB_NOTIFY,
+    FOOJOB_ALERT_AFTER, FOOJOB_ALERT_MENTION."""
+
+    timeout: timedelta = timedelta(minutes=10)
+    notify: str = "all"  # all | failures | changes
+    alert_after: int = 3
+    alert_mention: str | None = None
+
+
+class Watch(Protocol):
+    """Told of fires that did not run and of the database coming and going (``bot.watch``)."""
+
+    def gave_up(self, job: str, instant: datetime, reason: str) -> None: ...
+
+    def unreachable(self, job: str, trigger: Trigger, scheduled_for: datetime | None, error: str) -> None: ...
+
+    def reachable(self) -> None: ...
+
+
+class Pings(Protocol):
+    """Heartbeat pings for scheduled runs (``bot.pings``): queued, never awaited."""
+
+    def started(self, run_key: str) -> None: ...
+
+    def succeeded(self, run_key: str) -> None: ...
+
+    def failed(self, run_key: str, reason: str) -> None: ...
 
 
 class _ConnectionLost(Exception):
     """The run's connection died while the job was running."""
+
+
+def _nothing() -> None:
+    return None
+
+
+def _run_key(job: str, scheduled_for: datetime) -> str:
+    return f"{job}:{scheduled_for.astimezone(UTC).isoformat()}"
 
 
 def _fire_fields(job: str, trigger: str, scheduled_for: datetime | None, status: str) -> dict[str, Any]:
@@ -59,13 +110,18 @@ def _fire_fields(job: str, trigger: str, scheduled_for: datetime | None, status:
 
 class Runner:
     def __init__(self, pool: asyncpg.Pool, queries: Mapping[str, str], jobs: Mapping[str, Job],
-                 notifier: Notifier, timezone: ZoneInfo, metrics: Metrics | None = None) -> None:
+                 notifier: Notifier, timezone: ZoneInfo, metrics: Metrics | None = None,
+                 policy: Policy | None = None) -> None:
         self._pool = pool
         self._q = queries
         self._jobs = jobs
         self._notifier = notifier
         self._tz = timezone
         self._metrics = metrics
+        self._policy = policy or Policy()
+        # Set by the service once they exist (the CLI has neither).
+        self.watch: Watch | None = None
+        self.pings: Pings | None = None
 
     def job(self, name: str) -> Job:
         try:
@@ -98,8 +154,14 @@ class Runner:
                              "scheduled_for": scheduled_for.isoformat() if scheduled_for else None})
             if self._metrics is not None:
                 self._metrics.runs.labels(job.name, trigger, "failed").inc()
-            self._notifier.publish_now(run_unrecorded_message(job.name, trigger, scheduled_for, message, self._tz))
+            # Not a message per fire: the watcher says it once for the outage (and once when it ends).
+            if self.watch is not None:
+                self.watch.unreachable(job.name, trigger, scheduled_for, message)
+            if self.pings is not None and scheduled_for is not None:
+                self.pings.failed(_run_key(job.name, scheduled_for), message)
             raise DatabaseUnavailable(message) from exc
+        if self.watch is not None:
+            self.watch.reachable()
         if record is None:
             return None
         level = logging.INFO if record.status == "succeeded" else logging.WARNING
@@ -132,6 +194,9 @@ class Runner:
                     log.warning("fire of %s for %s given up: a run was still in progress after %s",
                                 job.name, scheduled_for, SCHEDULED_LOCK_WAIT,
                                 extra=_fire_fields(job.name, trigger, scheduled_for, "given-up"))
+                    if self.watch is not None and scheduled_for is not None:
+                        self.watch.gave_up(job.name, scheduled_for,
+                                           f"waited {SCHEDULED_LOCK_WAIT} for a run in progress")
                     return None
                 await conn.execute(q["set_lock_timeout"], "0")
                 state = await conn.fetchrow(q["job_state"], job.name)
@@ -146,36 +211,75 @@ class Runner:
                              extra=_fire_fields(job.name, trigger, scheduled_for, skip[0]))
                     return None
                 started_at = datetime.now(UTC)
-                run_id = await conn.fetchval(q["claim_run"], job.name, trigger, scheduled_for, started_at,
-                                             triggered_by)
-                if run_id is None:
+                claim = await conn.fetchrow(q["claim_run"], job.name, trigger, scheduled_for, started_at,
+                                            triggered_by)
+                if claim is None:
                     log.debug("fire of %s for %s already claimed by another replica", job.name, scheduled_for)
                     return None
+                run_id = claim["id"]
+                if self.pings is not None and scheduled_for is not None:
+                    self.pings.started(_run_key(job.name, scheduled_for))
 
             result, error = None, None
             # A savepoint: the job's work rolls back alone. (Not released on success: COMMIT does
             # that, one round trip fewer.)
             await conn.execute(q["savepoint_job"])
+            timeout = self._policy.timeout
             try:
-                result = await job.run(JobContext(conn=conn, queries=q, timezone=self._tz))
+                async with asyncio.timeout(timeout.total_seconds()) as deadline:
+                    result = await job.run(JobContext(conn=conn, queries=q, timezone=self._tz))
                 json.dumps(result)  # a result that cannot be stored is the job's failure too
             except Exception as exc:
                 if conn.is_closed():  # the connection died under the job: nothing can be recorded on it
                     raise _ConnectionLost(f"{type(exc).__name__}: {exc}") from exc
-                await conn.execute(q["rollback_job"])
-                # Whatever the job raised (a constraint, a timeout, an OSError of its own) is its
-                # failure, recorded as such.
-                error = truncate(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, MAX_ERROR)
+                timed_out = isinstance(exc, TimeoutError) and deadline.expired()
+                try:
+                    # After a timeout asyncpg has asked the server to cancel the statement; this
+                    # waits for that, then undoes the job's work.
+                    async with asyncio.timeout(CANCEL_GRACE_S):
+                        await conn.execute(q["rollback_job"])
+                except TimeoutError:
+                    conn.terminate()  # the server does not answer: cutting the connection rolls back
+                    raise _ConnectionLost(f"timed out after {span(timeout)}, then the cancel hung") from exc
+                if timed_out:
+                    error = f"timed out after {span(timeout)}"
+                    if self._metrics is not None:
+                        self._metrics.run_timeouts.labels(job.name).inc()
+                else:
+                    # Whatever the job raised (a constraint, a timeout of its own, an OSError) is
+                    # its failure, recorded as such.
+                    error = truncate(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, MAX_ERROR)
                 result = None
             record = RunRecord(id=run_id, job=job.name, trigger=trigger, scheduled_for=scheduled_for,
                                started_at=started_at, finished_at=datetime.now(UTC),
                                status="failed" if error else "succeeded", result=result, error=error,
                                triggered_by=triggered_by)
             # The message is part of the run: committed with it (same statement), or not at all.
-            payload, after_commit = self._notifier.in_transaction(run_result_message(record, self._tz))
+            message = self._message(record, claim["failures"], claim["since"])
+            payload, after_commit = self._notifier.in_transaction(message) if message else (None, _nothing)
             await conn.execute(q["finish_run"], run_id, record.status, result, error, record.finished_at, payload)
         after_commit()
+        if self.pings is not None and scheduled_for is not None:
+            key = _run_key(job.name, scheduled_for)
+            self.pings.succeeded(key) if record.status == "succeeded" else self.pings.failed(key, error or "failed")
         return record
+
+    def _message(self, record: RunRecord, streak: int, since: datetime | None) -> Message | None:
+        """The run's message, if the notification policy posts one. ``streak``: the failures in a
+        row before this run (counted in the database, whichever replica ran them)."""
+        policy, tz = self._policy, self._tz
+        if record.status == "succeeded":
+            if streak:  # a recovery: every policy says it
+                return run_result_message(record, tz, failures=streak, since=since)
+            return run_result_message(record, tz) if policy.notify == "all" else None
+        failures = streak + 1
+        since = since or record.started_at
+        if failures == policy.alert_after:  # once per streak
+            return run_result_message(record, tz, failures=failures, since=since, alert=True,
+                                      mention=policy.alert_mention)
+        if policy.notify in ("all", "failures") or failures == 1:
+            return run_result_message(record, tz, failures=failures, since=since)
+        return None
 
     @staticmethod
     def _not_to_run(state: Mapping[str, Any], scheduled_for: datetime | None, trigger: Trigger,

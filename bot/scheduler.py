@@ -37,6 +37,7 @@ from bot.schedules import Schedule
 log = logging.getLogger(__name__)
 
 FireHandler = Callable[[str, datetime, int], Awaitable[Any]]
+MissedHandler = Callable[[str, list[datetime], str], None]
 
 # A fire more than this late (the event loop was blocked, the machine slept) is skipped rather
 # than run at the wrong time; catching up after downtime is the start-up's business.
@@ -53,8 +54,9 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
     ``max_instances`` would drop those fires instead: this executor takes over that rule.)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_missed: MissedHandler | None = None) -> None:
         super().__init__()
+        self._on_missed = on_missed
         self._tasks: set[asyncio.Task[Any]] = set()
         self._current: dict[str, asyncio.Task[Any]] = {}
         self._pending: dict[str, tuple[Any, datetime, tuple[Any, ...]]] = {}
@@ -72,8 +74,14 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
             self._loop.call_soon(self._run_job_success, job_id, [])
         self._pending.clear()
 
+    def _missed(self, job: Any, instants: list[datetime], reason: str) -> None:
+        if self._on_missed is not None and instants and not job.id.startswith("auto-resume:"):
+            self._on_missed(job.id, instants, reason)
+
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
         scheduled_for = run_times[-1]  # coalesce: one run for fires that piled up
+        # Several at once: the event loop did not wake for the earlier ones (a stall).
+        self._missed(job, list(run_times[:-1]), "the service was stalled")
         # The arguments as they are now (the schedule's version): a fire kept for later must not
         # take those of a schedule armed after it.
         args = tuple(job.args)
@@ -83,6 +91,7 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
         superseded = self._pending.get(job.id)
         self._pending[job.id] = (job, scheduled_for, args)
         if superseded is not None:
+            self._missed(job, [superseded[1]], "a run was still in progress")
             log.info("fire of %s for %s coalesced into the one for %s (a run was still going)", job.id,
                      superseded[1].isoformat(), scheduled_for.isoformat(),
                      extra={"job": job.id, "trigger": "schedule", "status": "coalesced",
@@ -96,6 +105,7 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
         async def fire() -> list[JobExecutionEvent]:
             late = datetime.now(UTC) - scheduled_for
             if late > MISFIRE_GRACE:
+                self._missed(job, [scheduled_for], f"the service was stalled ({late.total_seconds():.0f} s late)")
                 log.warning("fire of %s for %s skipped: %.1f s late", job.id, scheduled_for.isoformat(),
                             late.total_seconds(), extra={"job": job.id, "trigger": "schedule", "status": "late",
                                                          "scheduled_for": scheduled_for.isoformat()})
@@ -132,14 +142,17 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
 
 class Scheduler:
     def __init__(self, schedules: Mapping[str, Schedule], timezone: ZoneInfo,
-                 on_fire: FireHandler, on_pause_expired: Callable[[str], Awaitable[Any]]) -> None:
-        self._executor = FireExecutor()
+                 on_fire: FireHandler, on_pause_expired: Callable[[str], Awaitable[Any]],
+                 on_missed: MissedHandler | None = None) -> None:
+        self._executor = FireExecutor(on_missed)
         self._aps = AsyncIOScheduler(
             timezone=timezone,
             executors={"default": self._executor},
             # misfire_grace_time=None and no instance limit here: FireExecutor applies MISFIRE_GRACE
             # and runs one fire of a job at a time itself, keeping (not dropping) the next one.
-            job_defaults={"coalesce": True, "max_instances": 1_000_000, "misfire_grace_time": None},
+            # coalesce=False: FireExecutor coalesces itself, and needs to see the fires it drops
+            # (APScheduler would drop them silently) to report them missed.
+            job_defaults={"coalesce": False, "max_instances": 1_000_000, "misfire_grace_time": None},
         )
         self._schedules = dict(schedules)
         self._on_fire = on_fire
@@ -180,20 +193,34 @@ class Scheduler:
             # Already logged and reported by the runner; the schedule goes on.
             log.debug("fire of %s for %s failed: %s", job, scheduled_for.isoformat(), exc)
 
-    async def _expire(self, job: str, *, scheduled_for: datetime | None = None) -> None:
-        await self._on_pause_expired(job)
+    async def _expire(self, job: str, attempt: int = 0, *, scheduled_for: datetime | None = None) -> None:
+        try:
+            await self._on_pause_expired(job)
+        except DatabaseUnavailable as exc:
+            # The pause has run out (every fire reads it so); recording and announcing that waits
+            # for the database: try again, sooner first, until it is done.
+            delay = min(2.0 ** attempt, 30.0)
+            log.warning("the timed pause of %s ran out, but it cannot be recorded yet (%s); trying again in %.0f s",
+                        job, exc, delay)
+            timer_id = f"auto-resume:{job}"
+            if self._aps.running:
+                self._aps.add_job(self._expire, DateTrigger(datetime.now(UTC) + timedelta(seconds=delay)),
+                                  args=[job, attempt + 1], id=timer_id, name=timer_id, misfire_grace_time=None,
+                                  replace_existing=True)
 
     def watch_state(self, state: JobState) -> None:
-        """Follow the job's schedule, and arrange the automatic resume of a timed pause (or cancel
-        it when resumed)."""
+        """Follow the job's schedule, and arrange the automatic resume of a timed pause.
+
+        A timer is replaced by the next timed pause but never removed: a state read just after
+        the pause ran out says "not paused" before the automatic resume is recorded, and removing
+        the timer then would leave it unrecorded. A timer with nothing left to do (resumed by
+        hand meanwhile) finds nothing to expire and says nothing."""
         if state.schedule is not None:
             self.follow(state.schedule)
-        timer_id = f"auto-resume:{state.job}"
-        if self._aps.get_job(timer_id) is not None:
-            self._aps.remove_job(timer_id)
         if state.paused and state.resume_at is not None:
+            timer_id = f"auto-resume:{state.job}"
             self._aps.add_job(self._expire, DateTrigger(state.resume_at), args=[state.job],
-                              id=timer_id, name=timer_id, misfire_grace_time=None)
+                              id=timer_id, name=timer_id, misfire_grace_time=None, replace_existing=True)
 
     async def stop(self, grace_s: float) -> None:
         """Stop firing, then let the runs in progress finish (up to ``within_s`` seconds)."""

@@ -31,3 +31,16 @@ def human_time(value: datetime | None, tz: tzinfo) -> str:
         return "—"
     local = value.astimezone(tz)
     return local.strftime("%a %d %b %Y %H:%M:%S ") + (local.tzname() or local.strftime("%z"))
+
+
+def span(value: timedelta) -> str:
+    """A length of time as it is configured: ``10m``, ``1h30m``, ``2s``, ``1d``."""
+    seconds = int(value.total_seconds())
+    if seconds <= 0:
+        return f"{value.total_seconds():g}s"
+    out = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            out += f"{seconds // size}{unit}"
+            seconds %= size
+    return out

@@ -24,10 +24,17 @@ SELECT EXISTS (
 -- ON CONFLICT DO NOTHING on (job, scheduled_for): a fire another replica already ran (or is
 -- running: the insert waits for its transaction) returns no row. Times come from the process's
 -- clock, as the fire instants do, so that lag and duration are measured on one clock.
+-- Also returns the job's failure streak so far (failures since its last success, and when the
+-- first of them started), read in the same round trip: the run's message depends on it.
+WITH streak AS (
+    SELECT count(*) AS failures, min(started_at) AS since FROM foojob_runs
+    WHERE job = $1 AND status = 'failed'
+      AND id > coalesce((SELECT max(id) FROM foojob_runs WHERE job = $1 AND status = 'succeeded'), 0)
+)
 INSERT INTO foojob_runs (job, trigger, scheduled_for, started_at, status, triggered_by)
 VALUES ($1, $2, $3, $4, 'running', $5)
 ON CONFLICT ON CONSTRAINT foojob_runs_one_per_fire DO NOTHING
-RETURNING id;
+RETURNING id, (SELECT failures FROM streak) AS failures, (SELECT since FROM streak) AS since;
 
 -- name: claim_manual_run
 -- A manual run takes the job's lock and makes its claim in one round trip. locked = false: a run
@@ -38,8 +45,14 @@ WITH lock AS (SELECT pg_try_advisory_xact_lock(7263520, hashtext($1)) AS locked)
          INSERT INTO foojob_runs (job, trigger, scheduled_for, started_at, status, triggered_by)
          SELECT $1, 'manual', NULL, $2, 'running', $3 FROM lock WHERE locked
          RETURNING id
+     ),
+     streak AS (  -- as in claim_run
+         SELECT count(*) AS failures, min(started_at) AS since FROM foojob_runs
+         WHERE job = $1 AND status = 'failed'
+           AND id > coalesce((SELECT max(id) FROM foojob_runs WHERE job = $1 AND status = 'succeeded'), 0)
      )
-SELECT (SELECT locked FROM lock) AS locked, (SELECT id FROM claim) AS id;
+SELECT (SELECT locked FROM lock) AS locked, (SELECT id FROM claim) AS id,
+       (SELECT failures FROM streak) AS failures, (SELECT since FROM streak) AS since;
 
 -- name: savepoint_job
 SAVEPOINT foojob_job;
@@ -215,17 +228,46 @@ FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL;
 SELECT EXISTS (SELECT 1 FROM foojob_runs WHERE job = $1);
 
 -- name: replica_heartbeat
--- Also forgets processes not seen for a day (killed ones never say goodbye).
-WITH forgotten AS (DELETE FROM foojob_replicas WHERE last_seen < now() - interval '1 day')
-INSERT INTO foojob_replicas (name, started_at, last_seen) VALUES ($1, now(), now())
-ON CONFLICT (name) DO UPDATE SET last_seen = now();
+-- Also forgets processes not seen for a day (killed ones never say goodbye), and answers which
+-- replica up now speaks for all when the database cannot be reached (the first by name): during
+-- an outage the replicas cannot agree, so they agree beforehand.
+WITH forgotten AS (DELETE FROM foojob_replicas WHERE last_seen < now() - interval '1 day'),
+     beat AS (
+         INSERT INTO foojob_replicas (name, started_at, last_seen) VALUES ($1, now(), now())
+         ON CONFLICT (name) DO UPDATE SET last_seen = now(), stopped_at = NULL
+     )
+SELECT least($1, (SELECT min(name) FROM foojob_replicas
+                  WHERE stopped_at IS NULL AND last_seen > now() - make_interval(secs => $2))) AS speaker;
 
 -- name: replica_gone
-DELETE FROM foojob_replicas WHERE name = $1;
+-- Kept, with the time it stopped: the next start knows when a gap with no replica up began.
+UPDATE foojob_replicas SET stopped_at = now(), last_seen = now() WHERE name = $1;
 
--- name: replica_alive_at
--- Was another process up at instant $1? Up: started before it, and seen within $3 seconds of it.
-SELECT EXISTS (
-    SELECT 1 FROM foojob_replicas
-    WHERE name <> $2 AND started_at <= $1 AND last_seen >= $1 - make_interval(secs => $3)
-);
+-- name: last_sign_of_life
+-- When the last process other than $1 was last known up (or the last run started, if that is
+-- later: replicas not seen for a day are forgotten). NULL: nothing ever ran here.
+SELECT greatest((SELECT max(coalesce(stopped_at, last_seen)) FROM foojob_replicas WHERE name <> $1),
+                (SELECT max(started_at) FROM foojob_runs WHERE job = $2));
+
+-- name: report_missed
+-- Claim the report of a missed fire (once across replicas): only if no run claimed that instant,
+-- none is under way (its instant's lock is free), and the job is neither paused nor skipping it.
+INSERT INTO foojob_missed (job, scheduled_for, reason, fires)
+SELECT $1, $2, $3, $4
+WHERE NOT EXISTS (SELECT 1 FROM foojob_runs WHERE job = $1 AND scheduled_for = $2)
+  AND NOT EXISTS (SELECT 1 FROM foojob_job_state
+                  WHERE job = $1 AND (skip_next = $2 OR (paused AND (resume_at IS NULL OR resume_at > now()))))
+  AND pg_try_advisory_xact_lock(7263521, hashtext($1 || ' ' || extract(epoch FROM $2::timestamptz)::text))
+ON CONFLICT (job, scheduled_for) DO NOTHING
+RETURNING job;
+
+-- name: runs_between
+-- The fire instants in ($2, $3] that have a run: the rest of a schedule's fires were missed.
+SELECT scheduled_for FROM foojob_runs WHERE job = $1 AND scheduled_for > $2 AND scheduled_for <= $3;
+
+-- name: job_health
+-- For the metrics: the last success, and the failures since.
+SELECT (SELECT max(finished_at) FROM foojob_runs WHERE job = $1 AND status = 'succeeded') AS last_success,
+       (SELECT count(*) FROM foojob_runs WHERE job = $1 AND status = 'failed'
+          AND id > coalesce((SELECT max(id) FROM foojob_runs WHERE job = $1 AND status = 'succeeded'), 0))
+       AS failures;

@@ -24,6 +24,7 @@ from bot.model import Job, JobContext
 from bot.notify import OutboxNotifier
 from bot.outbox import Dispatcher
 from bot.runner import Runner
+from bot.watch import Watcher
 from jobs import JOBS
 from tests.conftest import WebhookSink, row_locked, wait_until
 
@@ -105,7 +106,7 @@ async def test_a_failing_job_is_recorded_failed_and_reported(core: Core, db: asy
     message = webhook.received[0]
     assert "failed" in message["text"] and "too_late" in message["text"]
     buttons = [e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
-    assert [b["text"]["text"] for b in buttons] == ["Run again"]
+    assert [b["text"]["text"] for b in buttons] == ["Run again", "Pause 1h"]
     # And the next run, once the fault is gone, succeeds.
     await db.execute("ALTER TABLE foo DROP CONSTRAINT too_late")
     assert (await core.control.run_now("foo", by="cli")).status == "succeeded"
@@ -188,12 +189,40 @@ async def test_database_gone_is_reported_not_crashed(db_url: str, webhook: Webho
     try:
         with pytest.raises(DatabaseUnavailable):
             await control.status("foo")
-        with pytest.raises(DatabaseUnavailable):
-            await runner.run("foo", trigger="schedule", scheduled_for=datetime.now(UTC))
-        await wait_until(lambda: webhook.received, message="the failure report")
-        assert "could not be recorded" in webhook.received[0]["blocks"][0]["text"]["text"]
+        watcher = Watcher(control, notifier, TZ, timedelta(minutes=1))
+        runner.watch = watcher
+        start = datetime.now(UTC).replace(microsecond=0)
+        for second in range(3):  # three fires during the outage: told once, not three times
+            with pytest.raises(DatabaseUnavailable):
+                await runner.run("foo", trigger="schedule", scheduled_for=start + timedelta(seconds=second))
+        await wait_until(lambda: webhook.received, message="the outage report")
+        await notifier.aclose(5)
+        [told] = webhook.received
+        assert "the database is unreachable since" in told["text"] and "One more message when it is" in told["text"]
     finally:
         await notifier.aclose(5)
+        await watcher.close()
+
+
+async def test_no_outage_report_while_the_job_is_known_to_be_paused(db_url: str, webhook: WebhookSink) -> None:
+    pool = await create_pool(db_url)
+    try:
+        async with delivering(pool, webhook.url) as notifier:
+            runner = Runner(pool, Queries(), JOBS, notifier, TZ)
+            control = Control(pool, Queries(), runner, {"foo": CronSchedule.parse("* * * * *")}, TZ, notifier)
+            watcher = Watcher(control, notifier, TZ, timedelta(minutes=1))
+            runner.watch = watcher
+            watcher.state_changed(await control.pause("foo", by="http"))
+            await wait_until(lambda: webhook.received, message="the pause announced")
+    finally:
+        await pool.close()
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            await runner.run("foo", trigger="schedule", scheduled_for=datetime.now(UTC))
+        await notifier.aclose(5)  # waits for any direct post
+        assert len(webhook.received) == 1 and "paused" in webhook.received[0]["text"]
+    finally:
+        await watcher.close()
 
 
 async def _raises_os_error(ctx: JobContext) -> dict[str, Any]:

@@ -21,7 +21,8 @@ EXPECTED_COLUMNS = {
     "foojob_outbox": {"id", "payload", "created_at", "attempts", "next_attempt_at", "delivered_at", "failed_at",
                       "last_error"},
     "foojob_outbox_pace": {"destination", "tokens", "updated_at"},
-    "foojob_replicas": {"name", "started_at", "last_seen"},
+    "foojob_replicas": {"name", "started_at", "last_seen", "stopped_at"},
+    "foojob_missed": {"job", "scheduled_for", "reason", "reported_at", "fires"},
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -210,11 +211,18 @@ async def test_run_again_on_a_failure_message(spawn, slack: SlackSimulator, db_u
     assert "foo failed" in reply["text"] and "too_late" in reply["text"]
     await wait_until(lambda: slack.webhook, message="the failure in the channel")
     failure = slack.webhook[0]
-    assert button_ids(failure) == ["foojob_run_now"]
+    assert button_ids(failure) == ["foojob_run_now", "foojob_pause_1h"]
     await db.execute("ALTER TABLE foo DROP CONSTRAINT too_late")
     button = failure["blocks"][-1]["elements"][0]
     [again] = await replies(slack, await slack.click(button["action_id"], button["value"], message_ts="3.1"))
     assert "foo succeeded" in again["text"]
+    # Pause 1h: as `/foojob pause 1h`, the allowlist applies (everyone, here).
+    pause = failure["blocks"][-1]["elements"][1]
+    [paused] = await replies(slack, await slack.click(pause["action_id"], pause["value"], message_ts="3.1"))
+    assert "Paused foo until" in paused["text"]
+    state = await db.fetchrow("SELECT paused, paused_by, resume_at - paused_at AS span FROM foojob_job_state")
+    assert state["paused"] and state["paused_by"] == "U0ALICE"
+    assert abs(state["span"] - timedelta(hours=1)) < timedelta(seconds=1)
 
 
 async def test_run_now_while_running_says_so(spawn, slack: SlackSimulator, db_url: str) -> None:  # type: ignore[no-untyped-def]

@@ -139,6 +139,8 @@ class SlackSurface:
         self._app.command("/foojob")(self._on_command)
         self._app.action(messages.RUN_AGAIN_ACTION)(self._on_click("run-now"))
         self._app.action(messages.PAUSE_ACTION)(self._on_click("pause"))
+        # On failure and alert messages: as `/foojob pause 1h`, while someone looks.
+        self._app.action(messages.PAUSE_1H_ACTION)(self._on_click("pause for an hour"))
         self._app.action(messages.RESUME_ACTION)(self._on_click("resume"))
         self._app.action(blocks.APPLY_SCHEDULE_ACTION)(self._on_apply)
         self._app.action(blocks.CANCEL_SCHEDULE_ACTION)(self._on_cancel)
@@ -324,6 +326,8 @@ class SlackSurface:
                     await self._run_now(job, user, reply)
                 elif verb == "pause":
                     await self._pause(job, user, reply, None, None)
+                elif verb == "pause for an hour":
+                    await self._pause(job, user, reply, timedelta(hours=1), None)
                 else:
                     await self._resume(job, user, reply)
 

@@ -1,0 +1,141 @@
+"""The bot watches its own job: it says, once, when a fire did not run, and when the database is
+gone and back.
+
+* **Missed fires while up.** The scheduler and the runner tell the watcher of each fire this
+  process did not run: given up after waiting for a run in progress, too late (the service was
+  stalled), or superseded while a run was still going. At ``FOOJOB_LATE_AFTER`` past the instant
+  (and after this process's own verdict) the watcher claims the report in the database — only if
+  no replica ran that fire, none is running it, and the job is neither paused nor skipping it —
+  so each missed fire is reported once across replicas, with its reason.
+* **Outages told once.** When a run cannot reach the database, one message straight to the
+  webhook (the outbox cannot be written) — not one per fire, and none while the job is known to
+  be paused; when the database answers again, one message through the outbox saying how long it
+  was gone and how many fires no replica ran meanwhile. The replicas cannot agree during an
+  outage, so they agree beforehand: only the replica that the last heartbeat named speaker (the
+  first by name of those up) says it. The direct message cannot keep its place in the outbox's
+  order (it exists because the outbox cannot be written); the message that ends the outage goes
+  through the outbox, in order.
+
+What it does not do: decide whether a fire runs (the runner does, in the database), or report the
+time when no replica was up (the start-up does, in ``bot.app.catch_up``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.control import Control
+from bot.errors import DatabaseUnavailable
+from bot.messages import back_message, missed_message, outage_message
+from bot.metrics import Metrics
+from bot.model import JobState, Trigger
+from bot.notify import Notifier
+
+log = logging.getLogger(__name__)
+
+# A report waits at least this long after this process's own verdict: the other replicas, which
+# waited for the same run in progress, have reached theirs by then.
+SETTLE_S = 1.0
+MAX_COUNTED = 100_000  # fires counted after an outage or a stall, at most
+
+
+class Watcher:
+    def __init__(self, control: Control, notifier: Notifier, timezone: ZoneInfo, late_after: timedelta,
+                 metrics: Metrics | None = None) -> None:
+        self._control = control
+        self._notifier = notifier
+        self._tz = timezone
+        self._late_after = late_after
+        self._metrics = metrics
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._paused: dict[str, bool] = {}
+        # Whether this replica speaks during an outage (the last heartbeat says; alone, it does).
+        self.speaker = True
+        self._outage_since: datetime | None = None
+        self._outage_told = False
+
+    # -- what the scheduler and the runner say ----------------------------------------------
+
+    def state_changed(self, state: JobState) -> None:
+        self._paused[state.job] = state.paused
+
+    def gave_up(self, job: str, instant: datetime, reason: str) -> None:
+        self.missed(job, [instant], reason)
+
+    def missed(self, job: str, instants: list[datetime], reason: str) -> None:
+        """Fires of ``job`` this process did not run; reported if no replica did."""
+        if instants:
+            self._spawn(self._report(job, sorted(instants), reason))
+
+    def unreachable(self, job: str, trigger: Trigger, scheduled_for: datetime | None, error: str) -> None:
+        if self._outage_since is None:
+            self._outage_since = scheduled_for or datetime.now(UTC)
+            log.error("the database is unreachable (%s): runs fail until it is back; said once", error)
+        if self._outage_told or trigger == "manual" or self._paused.get(job, False):
+            return  # the caller of a manual run gets the error; a paused job reports nothing
+        self._outage_told = True
+        if self.speaker:
+            self._notifier.publish_now(outage_message([job], self._outage_since, error, self._tz))
+
+    def reachable(self) -> None:
+        if self._outage_since is not None:
+            since, told = self._outage_since, self._outage_told
+            self._outage_since, self._outage_told = None, False
+            self._spawn(self._back(since, told))
+
+    # -- reports ----------------------------------------------------------------------------
+
+    async def _report(self, job: str, instants: list[datetime], reason: str) -> None:
+        due = instants[-1] + self._late_after
+        wait = max((due - datetime.now(UTC)).total_seconds(), SETTLE_S)
+        await asyncio.sleep(wait)
+        if len(instants) == 1:
+            message = missed_message(job, instants[0], reason, self._tz)
+        else:
+            message = missed_message(job, instants[0], f"{reason}; {len(instants)} fires missed, up to "
+                                     f"{instants[-1].astimezone(self._tz).strftime('%H:%M:%S')}", self._tz)
+        try:
+            claimed = await self._control.report_missed(job, instants, reason, message)
+        except DatabaseUnavailable:
+            return  # counted when the database is back
+        if claimed:
+            log.warning("%s missed %d fire(s) from %s: %s", job, len(instants), instants[0].isoformat(), reason,
+                        extra={"job": job, "trigger": "schedule", "status": "missed",
+                               "scheduled_for": instants[0].isoformat()})
+            if self._metrics is not None:
+                self._metrics.missed_fires.labels(job).inc(len(instants))
+
+    async def _back(self, since: datetime, told: bool) -> None:
+        until = datetime.now(UTC)
+        try:
+            missed: Mapping[str, int] = {
+                job: len(await self._control.missed_between(job, since - timedelta(seconds=1), until, MAX_COUNTED))
+                for job in self._control.jobs}
+        except DatabaseUnavailable:
+            self._outage_since, self._outage_told = since, told  # not back after all
+            return
+        log.warning("the database is back after %.0f s; fires missed meanwhile: %s",
+                    (until - since).total_seconds(), dict(missed))
+        if self._metrics is not None:
+            for job, count in missed.items():
+                self._metrics.missed_fires.labels(job).inc(count)
+        if told and self.speaker:
+            try:
+                await self._control.announce(back_message(since, until, dict(missed), self._tz))
+            except DatabaseUnavailable:
+                log.warning("could not announce that the database is back: it went away again")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
