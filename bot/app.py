@@ -40,6 +40,7 @@ from bot.metrics import Metrics
 from bot.notify import Notifier, OutboxNotifier, SilentNotifier, StdoutNotifier
 from bot.outbox import Dispatcher
 from bot.pings import make_pinger
+from bot.retention import Pruner
 from bot.runner import Policy, Runner
 from bot.scheduler import Scheduler
 from bot.timefmt import span
@@ -332,6 +333,10 @@ async def serve(settings: Settings) -> int:
                     log.warning("%s is PAUSED%s (by %s%s): its fires will be skipped", job, until,
                                 state.paused_by, f", {state.pause_reason}" if state.pause_reason else "")
             await catch_up(settings, core, replica)
+            # Runs, delivered messages and audit older than FOOJOB_KEEP_RUNS: now, then hourly.
+            pruner = Pruner(core.pool, core.queries, settings.keep_runs)
+            pruner.start()
+            stack.push_async_callback(pruner.stop)
             scheduler.start()
             backend.control = core.control
             for name, sched in schedules.items():
