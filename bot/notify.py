@@ -56,7 +56,8 @@ def _nothing() -> None:
 
 # Slack's emoji codes, as a terminal shows them.
 _EMOJI = {":white_check_mark:": "✅", ":x:": "❌", ":double_vertical_bar:": "⏸", ":arrow_forward:": "▶",
-          ":calendar:": "📅", ":fast_forward:": "⏩", ":leftwards_arrow_with_hook:": "↩"}
+          ":calendar:": "📅", ":fast_forward:": "⏩", ":leftwards_arrow_with_hook:": "↩", ":warning:": "⚠️",
+          ":rotating_light:": "🚨", ":large_green_circle:": "🟢"}
 
 
 class StdoutNotifier:
