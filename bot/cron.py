@@ -18,8 +18,9 @@ range) and macros in any case (``@Daily``; cronie compares them with ``strcmp``)
 
 Wall-clock times are read in the configured zone. Across daylight-saving changes the fire times
 are those of cronie, the cron of Fedora/RHEL, as its main loop in ``src/cron.c`` behaves (the
-crontab(5) text about DST is out of date). The tests compare with an independent simulation of
-that loop (``tests/cronie_ref.py``).
+crontab(5) text about DST is out of date; read at https://github.com/cronie-crond/cronie, cron.c
+at commit 2f759ba, entry.c at 4cd4d2e, job.c at 043670b). The tests compare with an independent
+simulation of that loop (``tests/cronie_ref.py``).
 
 * An expression is **wildcard** when its minute field or its hour field, *as written*, starts with
   ``*``: cronie's ``src/entry.c`` sets ``MIN_STAR``/``HR_STAR`` from the field's first character
@@ -41,8 +42,15 @@ that loop (``tests/cronie_ref.py``).
 A fire is identified by its instant, so wall times that land on the same instant are one fire:
 every gap time of a fixed expression, and the first time after the gap, coalesce into the single
 fire at the end of the gap (``0,30 2 * * *`` fires once at 03:00 that night; ``0 2,3 * * *`` too).
-(cronie itself starts the job once per missed minute there, seconds apart; one run is what a
-schedule of fires can express.)
+(cronie itself starts the job once per missed minute there, seconds apart: its "DST begins" loop
+calls ``job_runqueue()`` before each virtual minute, and ``job_add`` only merges a job queued twice
+in the same minute. One run is what a schedule of fires can express.)
+
+cron.c also has a "woke up late" case, for a clock that moved ahead by at most 5 minutes (every
+missed minute runs, wildcard or not), and a "clock jumped" case beyond 3 hours either way (virtual
+time jumps, the current minute runs). No zone's DST change is that small or that large today (the
+smallest is Lord Howe's 30 minutes, the largest 2 hours); every offset change is treated here by
+the rules above.
 """
 
 from __future__ import annotations
@@ -80,7 +88,8 @@ _MACROS = {
 # all occurs in any 400 consecutive years: a search that finds nothing in 400 years never would.
 # The rarest expressions that pass validation need decades, not 8 years: "0 0 29 2 */7" (29
 # February that is a Sunday) fires in 2032, 2060, 2088 and then 2128, 40 years later, because 2100
-# is not a leap year. The search walks whole months and days, so even 400 years take milliseconds.
+# is not a leap year. The search skips whole months and days: the 40 years take a millisecond, and
+# 400 fruitless years (impossible for an expression that passed validation) a few dozen.
 _MAX_YEARS = 400
 _ITEM = re.compile(r"^(?:(\*)|([a-z0-9]+)(?:-([a-z0-9]+))?)(?:/(\d+))?$")
 
@@ -268,7 +277,14 @@ class CronSchedule:
                 wall = datetime(year, self.months[i % len(self.months)], 1)
                 continue
             if not self._day_matches(wall):
-                wall = datetime(wall.year, wall.month, wall.day) + timedelta(days=1)
+                day = wall.day + 1
+                if not (self.days_restricted and self.weekdays_restricted):
+                    # The day of the month must match too: go straight to the next one that does.
+                    day = min((d for d in self.days if d > wall.day), default=32)
+                if day > _days_in_month(wall.year, wall.month):
+                    wall = datetime(wall.year + wall.month // 12, wall.month % 12 + 1, 1)
+                else:
+                    wall = datetime(wall.year, wall.month, day)
                 continue
             if wall.hour not in self.hours:
                 i = bisect.bisect_right(self.hours, wall.hour)
