@@ -28,8 +28,8 @@ def _json(value: Any) -> None:
 
 def _run_line(run: RunRecord, tz: ZoneInfo) -> str:
     detail = json.dumps(run.result, ensure_ascii=False) if run.status == "succeeded" else run.error
-    origin = f"for {rfc3339(run.scheduled_for, tz)}" if run.scheduled_for else f"by {run.triggered_by}"
-    return (f"#{run.id} {rfc3339(run.started_at, tz)} {run.status} in {human_duration(run.duration)} "
+    origin = f"for {human_time(run.scheduled_for, tz)}" if run.scheduled_for else f"by {run.triggered_by}"
+    return (f"#{run.id} {human_time(run.started_at, tz)} {run.status} in {human_duration(run.duration)} "
             f"({run.trigger} {origin}): {detail}")
 
 
@@ -48,7 +48,7 @@ async def run(command: str, args: argparse.Namespace, control: Control, tz: Zone
         if args.json:
             _json({"message": "ok"})
         else:
-            until = f" until {rfc3339(state.resume_at, tz)}" if state.resume_at else " until resumed"
+            until = f" until {human_time(state.resume_at, tz)}" if state.resume_at else " until resumed"
             _out(f"{job} paused{until}" + (f" ({reason})" if reason else ""))
         return 0
     if command == "resume":
@@ -62,9 +62,9 @@ async def run(command: str, args: argparse.Namespace, control: Control, tz: Zone
             return 0
         state = status.state
         if state.paused:
-            until = f" until {rfc3339(state.resume_at, tz)}" if state.resume_at else ""
+            until = f" until {human_time(state.resume_at, tz)}" if state.resume_at else ""
             why = f": {state.pause_reason}" if state.pause_reason else ""
-            _out(f"{job}: PAUSED by {who(state.paused_by)} since {rfc3339(state.paused_at, tz)}{until}{why}")
+            _out(f"{job}: PAUSED by {who(state.paused_by)} since {human_time(state.paused_at, tz)}{until}{why}")
         else:
             _out(f"{job}: active" + (" (a run is in progress)" if status.running else ""))
         source = "configured" if status.schedule_source == "config" else "set at runtime"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import sys
 from datetime import UTC, datetime
@@ -65,16 +66,40 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in FIELDS if getattr(record, name, None) is not None}
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
+def one_line(value: object) -> str:
+    """A value from a user or a job, made safe for a text log line: a newline (or any control
+    character) in a pause reason must not forge a second line. ``\n`` shows as ``\\n``."""
+    text = str(value)
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(m.group(),
+                                                                        _escaped(m.group())), text)
+
+
+def _escaped(char: str) -> str:
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # The message and its fields stay on one line; a traceback, appended after, keeps its lines.
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         fields = _fields(record)
         if fields:
-            line += "  " + " ".join(f"{k}={v}" for k, v in fields.items())
-            line += f" replica={getattr(record, 'replica', '')}"
+            tail = "  " + " ".join(f"{k}={one_line(v)}" for k, v in fields.items())
+            tail += f" replica={getattr(record, 'replica', '')}"
+            head, sep, trace = line.partition("\n")  # a traceback goes after the fields' line
+            line = head + tail + sep + trace
         return line
 
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from bot.model import JobState, RunRecord
 from bot.notify import Message
 from bot.schedules import Schedule
-from bot.timefmt import human_duration, human_time, rfc3339
+from bot.timefmt import human_duration, human_time
 
 SECTION_TEXT_MAX = 3000  # Block Kit: a section's text
 FALLBACK_TEXT_MAX = 4000  # Slack truncates longer top-level text
@@ -65,7 +65,7 @@ def run_result_message(run: RunRecord, tz: ZoneInfo, *, failures: int = 0, since
         headline += f" ({_nth(failures)} failure in a row)"
     ping = f"{mention} " if alert and mention else ""
     head = f"*{headline}*" if alert or (ok and failures) else f"*{run.job}* {headline[len(run.job) + 1:]}"
-    when = rfc3339(run.scheduled_for, tz) if run.scheduled_for else None
+    when = human_time(run.scheduled_for, tz) if run.scheduled_for else None
     origin = f"{run.trigger} for {when}" if when else f"{run.trigger} by {who(run.triggered_by)}"
     detail = escape(json.dumps(run.result, ensure_ascii=False) if ok else (run.error or "failed"))
     text = truncate(f"{ping}{icon} {headline} (run #{run.id}, {origin}): {detail}", FALLBACK_TEXT_MAX)
@@ -125,7 +125,7 @@ def back_message(since: datetime, until: datetime, missed: dict[str, int], tz: Z
 def run_unrecorded_message(job: str, trigger: str, scheduled_for: datetime | None, error: str,
                            tz: ZoneInfo) -> Message:
     """A run that failed before it could be recorded (the database is unreachable)."""
-    origin = f"{trigger} for {rfc3339(scheduled_for, tz)}" if scheduled_for else trigger
+    origin = f"{trigger} for {human_time(scheduled_for, tz)}" if scheduled_for else trigger
     error = escape(error)
     text = truncate(f":x: {job} failed ({origin}), not recorded: {error}", FALLBACK_TEXT_MAX)
     return Message(text=text, blocks=[
@@ -152,7 +152,7 @@ def _fix_buttons(job: str) -> dict[str, Any]:
 
 
 def paused_message(state: JobState, tz: ZoneInfo) -> Message:
-    until = f" until {rfc3339(state.resume_at, tz)}" if state.resume_at else ""
+    until = f" until {human_time(state.resume_at, tz)}" if state.resume_at else ""
     why = f": {escape(state.pause_reason)}" if state.pause_reason else ""
     text = truncate(f":double_vertical_bar: {state.job} paused by {who(state.paused_by)}{until}{why}",
                     FALLBACK_TEXT_MAX)

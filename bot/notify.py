@@ -70,6 +70,8 @@ class StdoutNotifier:
         text = message.text
         for code, char in _EMOJI.items():
             text = text.replace(code, char)
+        # A terminal is not Slack: show what was escaped for Slack (a reason "<!channel>") as typed.
+        text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
 

@@ -48,11 +48,21 @@ class Outcome:
     detail: str = ""
 
 
+# Slack's webhooks ask for seconds, a minute at most in practice. A larger Retry-After (a proxy's,
+# or a bogus 9999) would hold every message for hours; we wait at most this long, then try again:
+# if Slack still wants us to wait it says so again, and one request a minute costs it nothing.
+MAX_RETRY_AFTER_S = 60.0
+
+
 def _retry_after(value: str | None) -> float:
     try:
-        return max(0.0, min(float(value or ""), 3600.0))
+        asked = float(value or "")
     except ValueError:
         return 30.0  # Slack always sends seconds; be patient if it does not
+    if asked > MAX_RETRY_AFTER_S:
+        log.warning("Slack asked to wait %.0f s (Retry-After); waiting %.0f s, then asking again",
+                    asked, MAX_RETRY_AFTER_S)
+    return max(0.0, min(asked, MAX_RETRY_AFTER_S))
 
 
 async def post(session: aiohttp.ClientSession, url: Secret, payload: dict[str, Any]) -> Outcome:

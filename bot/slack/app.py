@@ -35,7 +35,7 @@ from bot.errors import AlreadyRunning, BadInput, FoojobError
 from bot.notify import Message
 from bot.slack import blocks
 from bot.slack.commands import MUTATING, SCHEDULE_USAGE, USAGE, Command, parse
-from bot.timefmt import human_time, rfc3339
+from bot.timefmt import human_time
 from jobs import DEFAULT_JOB
 
 log = logging.getLogger(__name__)
@@ -253,7 +253,7 @@ class SlackSurface:
     async def _pause(self, job: str, user: str, reply: Reply, duration: timedelta | None,
                      reason: str | None) -> None:
         state = await self._control.pause(job, by=user, duration=duration, reason=reason)
-        until = f" until {rfc3339(state.resume_at, self._tz)}" if state.resume_at else " until someone resumes it"
+        until = f" until {human_time(state.resume_at, self._tz)}" if state.resume_at else " until someone resumes it"
         await reply(messages.text_message(f":double_vertical_bar: Paused {job}{until}."))
         if self._announce_in_channel:
             await reply(messages.paused_message(state, self._tz), in_channel=True)

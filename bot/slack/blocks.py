@@ -25,7 +25,7 @@ from bot.messages import (
 from bot.model import RunRecord, Status
 from bot.notify import Message
 from bot.schedules import Schedule
-from bot.timefmt import human_duration, human_time, rfc3339
+from bot.timefmt import human_duration, human_time
 
 # -- replies and views of the Slack surface -----------------------------------------------------
 
@@ -37,17 +37,17 @@ def _run_line(run: RunRecord, tz: ZoneInfo) -> str:
     icon = ":white_check_mark:" if run.status == "succeeded" else ":x:"
     detail = escape(json.dumps(run.result, ensure_ascii=False) if run.status == "succeeded" else (run.error or ""))
     origin = "schedule" if run.trigger == "schedule" else f"{run.trigger} by {who(run.triggered_by)}"
-    return truncate(f"{icon} #{run.id} {rfc3339(run.started_at, tz)} · {human_duration(run.duration)} · "
+    return truncate(f"{icon} #{run.id} {human_time(run.started_at, tz)} · {human_duration(run.duration)} · "
                     f"{origin} · `{truncate(detail, 200)}`", 600)
 
 
 def status_blocks(status: Status, tz: ZoneInfo) -> list[dict[str, Any]]:
     state = status.state
     if state.paused:
-        until = f" until {rfc3339(state.resume_at, tz)}" if state.resume_at else " until resumed"
+        until = f" until {human_time(state.resume_at, tz)}" if state.resume_at else " until resumed"
         why = f"\n>{escape(state.pause_reason)}" if state.pause_reason else ""
         head = (f":double_vertical_bar: *{status.job}* is *paused*{until}\n"
-                f"by {who(state.paused_by)} since {rfc3339(state.paused_at, tz)}{why}")
+                f"by {who(state.paused_by)} since {human_time(state.paused_at, tz)}{why}")
     else:
         head = f":arrow_forward: *{status.job}* is *active*" + (" — a run is in progress" if status.running else "")
     last = _run_line(status.last_run, tz) if status.last_run else "none yet"
@@ -78,11 +78,11 @@ def status_blocks(status: Status, tz: ZoneInfo) -> list[dict[str, Any]]:
 def status_message(status: Status, tz: ZoneInfo) -> Message:
     state = status.state
     if state.paused:
-        until = f" until {rfc3339(state.resume_at, tz)}" if state.resume_at else " until resumed"
+        until = f" until {human_time(state.resume_at, tz)}" if state.resume_at else " until resumed"
         why = f" ({escape(state.pause_reason)})" if state.pause_reason else ""
         text = f"{status.job} is paused by {who(state.paused_by)}{until}{why}"
     else:
-        text = f"{status.job} is active; next run {rfc3339(status.next_run_at, tz)}"
+        text = f"{status.job} is active; next run {human_time(status.next_run_at, tz)}"
     return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=status_blocks(status, tz))
 
 
