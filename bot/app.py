@@ -254,6 +254,12 @@ async def serve(settings: Settings) -> int:
                               "(another process has that port? set PORT)") from None
         port = http.addresses[0][1] if http.addresses else settings.port
         log.info("HTTP API listening on http://%s:%d", settings.host, port)
+        if settings.slack_enabled:
+            from bot.slack.app import check_tokens  # slack-bolt loads only when Slack is on
+
+            assert settings.slack_bot_token is not None and settings.slack_app_token is not None
+            # A token Slack refuses stops start-up here (ConfigError, exit 2), before anything runs.
+            await check_tokens(settings.slack_bot_token, settings.slack_app_token, settings.slack_api_url)
 
         async with AsyncExitStack() as stack:
             starting = asyncio.ensure_future(

@@ -31,7 +31,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import messages
 from bot.config import Secret
 from bot.control import Control
-from bot.errors import AlreadyRunning, BadInput, FoojobError
+from bot.errors import AlreadyRunning, BadInput, ConfigError, FoojobError
 from bot.notify import Message
 from bot.slack import blocks
 from bot.slack.commands import MUTATING, SCHEDULE_USAGE, USAGE, Command, parse
@@ -50,6 +50,38 @@ DOWN_AFTER_S = 60.0
 # A second click on the same button of the same message within this window is a double click.
 CLICK_WINDOW = timedelta(seconds=30)
 WORK_AT_ONCE = 4
+
+
+# What Slack answers for a token that will never work (as opposed to Slack being unreachable).
+REFUSED = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"})
+
+
+async def check_tokens(bot_token: Secret, app_token: Secret, api_url: str, timeout_s: float = 5.0) -> bool:
+    """Ask Slack whether it takes both tokens, before the service goes on.
+
+    A token Slack refuses raises ConfigError naming its variable (start-up stops, exit 2): without
+    this the socket would retry it every 10 s for ever while /healthz stayed green. Slack not
+    reachable right now returns False after one warning line: the connection retries by itself.
+    """
+    checks: tuple[tuple[str, Callable[[], Awaitable[Any]]], ...] = (
+        ("SLACK_BOT_TOKEN", lambda: AsyncWebClient(token=bot_token.reveal(), base_url=api_url,
+                                                   timeout=int(timeout_s)).auth_test()),
+        ("SLACK_APP_TOKEN", lambda: AsyncWebClient(base_url=api_url, timeout=int(timeout_s)).apps_connections_open(
+            app_token=app_token.reveal())),
+    )
+    for variable, call in checks:
+        try:
+            await asyncio.wait_for(call(), timeout_s + 1)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or "")
+            if error in REFUSED:
+                raise ConfigError(variable, f"Slack refused this token ({error})") from None
+            log.warning("Slack answered %r when asked about %s; going on", error, variable)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.warning("Slack cannot be reached at %s (%s): the tokens are not checked yet; connecting in the "
+                        "background", api_url, type(exc).__name__)
+            return False
+    return True
 
 
 class SlackSurface:
