@@ -32,6 +32,7 @@ from bot.config import Settings
 from bot.control import Control
 from bot.db import EmbeddedPostgres, Queries, connect, create_pool, migrate, wait_for_database
 from bot.errors import DatabaseUnavailable, FoojobError
+from bot.frontdoor import GuardedRunner, quiet_client_errors
 from bot.http import Backend, build_app
 from bot.listener import Listener
 from bot.logs import replica_name
@@ -243,12 +244,18 @@ async def serve(settings: Settings) -> int:
     backend = Backend()
     backend.slack_enabled = settings.slack_enabled
     app = build_app(backend, token=settings.control_api_token, tz=settings.timezone, metrics_=metrics)
-    http = web.AppRunner(app, shutdown_timeout=SHUTDOWN_GRACE_S, access_log=None)
+    # Idle and slow connections are capped and closed (bot.frontdoor); what clients can make
+    # aiohttp and asyncio log is one line a minute per kind.
+    quiet_client_errors()
+    http = GuardedRunner(app, shutdown_timeout=SHUTDOWN_GRACE_S, access_log=None)
     await http.setup()
     http_open = True
     try:
         try:
-            await web.TCPSite(http, settings.host, settings.port).start()
+            # "::" means every address, IPv6 and IPv4: asyncio sets IPV6_V6ONLY on an IPv6 socket,
+            # so binding "::" alone would leave 127.0.0.1 unanswered; None binds both families.
+            host = None if settings.host == "::" else settings.host
+            await web.TCPSite(http, host, settings.port).start()
         except OSError as exc:
             raise FoojobError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror} "
                               "(another process has that port? set PORT)") from None

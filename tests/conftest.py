@@ -225,14 +225,16 @@ def service_env(**overrides: str) -> dict[str, str]:
 class Service:
     """``python -m bot`` in a real process; its stdout and stderr go to files the test can read."""
 
-    def __init__(self, tmp: Path, env: dict[str, str], args: tuple[str, ...] = ()) -> None:
+    def __init__(self, tmp: Path, env: dict[str, str], args: tuple[str, ...] = (),
+                 preexec_fn: Callable[[], Any] | None = None) -> None:
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
         self.stdout_path, self.stderr_path = tmp / "stdout.log", tmp / "stderr.log"
         self._out = self.stdout_path.open("wb")
         self._err = self.stderr_path.open("wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "bot", *args], cwd=ROOT, env=env,
-                                     stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL)
+                                     stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL,
+                                     preexec_fn=preexec_fn)
         self.url = ""
 
     def stdout(self) -> str:
@@ -283,8 +285,8 @@ class Spawner:
         self._tmp = tmp
         self.started: list[Service] = []
 
-    def __call__(self, *args: str, **env: str) -> Service:
-        service = Service(self._tmp / f"svc{len(self.started)}", service_env(**env), args)
+    def __call__(self, *args: str, preexec_fn: Callable[[], Any] | None = None, **env: str) -> Service:
+        service = Service(self._tmp / f"svc{len(self.started)}", service_env(**env), args, preexec_fn)
         self.started.append(service)
         return service
 

@@ -3,7 +3,11 @@ nothing — through the real process."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
+import resource
+import socket
 
 import aiohttp
 import asyncpg
@@ -47,3 +51,66 @@ def test_a_huge_retry_after_is_capped_then_asked_again() -> None:
     assert _retry_after("9999") == MAX_RETRY_AFTER_S == 60.0
     assert _retry_after("7") == 7.0
     assert _retry_after("soon") == 30.0
+
+
+def _few_descriptors() -> None:  # in the service's process, before it starts
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+
+async def test_a_thousand_idle_connections_cannot_starve_it(spawn: Spawner, db_url: str, db: asyncpg.Connection,
+                                                           http: aiohttp.ClientSession) -> None:
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON="* * * * * *", preexec_fn=_few_descriptors).started()
+    port = int(svc.url.rsplit(":", 1)[1])
+    idle: list[asyncio.StreamWriter] = []
+    try:
+        for _ in range(1000):  # idle sockets that never send a byte
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                idle.append(writer)
+        runs_before = await db.fetchval("SELECT count(*) FROM foojob_runs")
+        # With them all attempted: the service answers, and the schedule still fires.
+        status, health = await get_json(http, "GET", f"{svc.url}/healthz")
+        assert status == 200 and health["database"] == "ok"
+        await wait_until(lambda: _more_runs(db, runs_before + 2), timeout=10, message="two more runs")
+        # The idle ones are closed by the service within a few seconds (header timeout).
+        await wait_until(lambda: _closed_by_peer(idle) > len(idle) * 0.9, timeout=15,
+                         message="the idle connections closed by the service")
+    finally:
+        for writer in idle:
+            writer.close()
+    assert (await get_json(http, "GET", f"{svc.url}/healthz"))[0] == 200
+    assert await svc.stop() == 0
+    log = svc.stderr()
+    print(f"\n{len(idle)} idle connections opened; service log: {len(log.splitlines())} lines, {len(log)} bytes")
+    assert len(log) < 100_000 and "Traceback" not in log
+    assert log.count("refused a connection") <= 2 and log.count("sent no complete request headers") <= 2
+
+
+async def _more_runs(db: asyncpg.Connection, at_least: int) -> bool:
+    return bool(await db.fetchval("SELECT count(*) FROM foojob_runs") >= at_least)
+
+
+def _closed_by_peer(writers: list[asyncio.StreamWriter]) -> int:
+    closed = 0
+    for writer in writers:
+        transport = writer.transport
+        if transport.is_closing() or writer.transport.get_extra_info("socket") is None:
+            closed += 1
+            continue
+        reader_eof = getattr(writer, "_protocol", None)
+        stream_reader = getattr(reader_eof, "_stream_reader", None)
+        if stream_reader is not None and stream_reader.at_eof():
+            closed += 1
+    return closed
+
+
+async def test_host_colon_colon_listens_on_ipv6_and_ipv4(spawn: Spawner, db_url: str,
+                                                        http: aiohttp.ClientSession) -> None:
+    with socket.socket() as probe:  # a free port: PORT=0 would give each family its own
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    svc = spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON, HOST="::", PORT=str(port))
+    await svc.wait_log(r"scheduled foo", timeout=20)
+    for url in (f"http://127.0.0.1:{port}/healthz", f"http://[::1]:{port}/healthz"):
+        assert (await get_json(http, "GET", url))[0] == 200, url
+    assert await svc.stop() == 0
