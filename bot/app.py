@@ -262,11 +262,11 @@ async def serve(settings: Settings) -> int:
         port = http.addresses[0][1] if http.addresses else settings.port
         log.info("HTTP API listening on http://%s:%d", settings.host, port)
         if settings.slack_enabled:
-            from bot.slack.app import check_tokens  # slack-bolt loads only when Slack is on
+            from bot.slack.app import check_bot_token  # slack-bolt loads only when Slack is on
 
-            assert settings.slack_bot_token is not None and settings.slack_app_token is not None
+            assert settings.slack_bot_token is not None
             # A token Slack refuses stops start-up here (ConfigError, exit 2), before anything runs.
-            await check_tokens(settings.slack_bot_token, settings.slack_app_token, settings.slack_api_url)
+            await check_bot_token(settings.slack_bot_token, settings.slack_api_url)
 
         async with AsyncExitStack() as stack:
             starting = asyncio.ensure_future(
@@ -345,6 +345,12 @@ async def serve(settings: Settings) -> int:
                     until = f" until {state.resume_at.isoformat()}" if state.resume_at else " until resumed"
                     log.warning("%s is PAUSED%s (by %s%s): its fires will be skipped", job, until,
                                 state.paused_by, f", {state.pause_reason}" if state.pause_reason else "")
+            # Slack before the first fire: an app token Slack refuses stops start-up (exit 2) here.
+            slack = await start_slack(settings, core) if settings.slack_enabled else None
+            if slack is not None:
+                backend.slack_health = slack.health
+            else:
+                log.info("Slack control surface off: set SLACK_BOT_TOKEN and SLACK_APP_TOKEN to turn it on")
             await catch_up(settings, core, replica)
             # Runs, delivered messages and audit older than FOOJOB_KEEP_RUNS: now, then hourly.
             pruner = Pruner(core.pool, core.queries, settings.keep_runs)
@@ -356,11 +362,6 @@ async def serve(settings: Settings) -> int:
                 log.info("scheduled %s: %s, %s (%s; %s schedule%s)", name, sched.cron, sched.describe(),
                          sched.timezone, sched.source,
                          f" set by {sched.set_by}" if sched.source == "runtime" else "")
-            slack = await start_slack(settings, core) if settings.slack_enabled else None
-            if slack is not None:
-                backend.slack_health = slack.health
-            else:
-                log.info("Slack control surface off: set SLACK_BOT_TOKEN and SLACK_APP_TOKEN to turn it on")
 
             await stopping
             log.info("shutting down: finishing the run in progress, if any")
