@@ -1,12 +1,15 @@
 """PostgreSQL: named queries, the pool, migrations, and the embedded server.
 
 SQL lives in ``sql/*.sql`` as ``-- name: x`` blocks (the sqlc convention the original service
-used) and ``sql/migrations/NNN_*.sql``; Python holds no SQL text but this loader.
+used) and ``sql/migrations/NNN_*.sql``; Python holds no SQL text but this loader. The repository
+keeps ``sql/`` at its top level; a built distribution carries it inside the package as ``bot/sql``
+(pyproject.toml maps it there), so an install from a wheel works from any directory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.resources
 import json
 import logging
 import os
@@ -15,6 +18,7 @@ import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +28,20 @@ from bot.errors import DatabaseUnavailable, FoojobError
 
 log = logging.getLogger(__name__)
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+def sql_dir() -> Traversable:
+    """Where the SQL is: ``bot/sql`` inside an installed distribution (a wheel, ``pip install .``,
+    ``pip install git+…``), else ``sql/`` beside ``bot/`` (a checkout: an editable install, the
+    tests, a Procfile platform running the repository as it is)."""
+    shipped = importlib.resources.files("bot") / "sql"
+    if shipped.is_dir():
+        return shipped
+    checkout = Path(__file__).resolve().parent.parent / "sql"
+    if checkout.is_dir():
+        return checkout
+    raise FoojobError(f"the SQL files are missing: neither {shipped} nor {checkout} exists; "
+                      "reinstall foojob (pip install --force-reinstall foojob)")
+
 
 # What a lost or refused connection raises (as opposed to an error in a statement): the server is
 # down, restarting, or cut us off. asyncpg raises InternalClientError when a terminated idle
@@ -56,19 +73,30 @@ async def acquire(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
         await pool.release(conn)
 
 
-class Queries(Mapping[str, str]):
-    """Every ``-- name:`` block of ``sql/*.sql``, by name. A missing name is a KeyError at once."""
+def _sql_files(directory: Traversable) -> list[Traversable]:
+    return sorted((f for f in directory.iterdir() if f.name.endswith(".sql") and f.is_file()), key=lambda f: f.name)
 
-    def __init__(self, directory: Path = SQL_DIR) -> None:
+
+class Queries(Mapping[str, str]):
+    """Every ``-- name:`` block of ``sql/*.sql``, by name. A missing name is a KeyError at once;
+    finding no queries at all refuses to start (an install without its SQL would otherwise fail at
+    the first query, with a bare KeyError)."""
+
+    def __init__(self, directory: Traversable | None = None) -> None:
+        if directory is None:
+            directory = sql_dir()
         self._queries: dict[str, str] = {}
-        for path in sorted(directory.glob("*.sql")):
-            text = path.read_text()
+        for path in _sql_files(directory):
+            text = path.read_text(encoding="utf-8")
             names = list(_NAME.finditer(text))
             for match, following in zip(names, [*names[1:], None], strict=True):
                 body = text[match.end(): following.start() if following else len(text)].strip()
                 if match.group(1) in self._queries:
                     raise FoojobError(f"query {match.group(1)!r} is defined twice (in {path.name})")
                 self._queries[match.group(1)] = body
+        if not self._queries:
+            raise FoojobError(f"no SQL queries (-- name: blocks in *.sql) found in {directory}: "
+                              "the installation is incomplete; reinstall foojob")
 
     def __getitem__(self, name: str) -> str:
         return self._queries[name]
@@ -87,11 +115,16 @@ class Migration:
     sql: str
 
 
-def migrations(directory: Path = SQL_DIR / "migrations") -> list[Migration]:
+def migrations(directory: Traversable | None = None) -> list[Migration]:
+    if directory is None:
+        directory = sql_dir() / "migrations"
     found = []
-    for path in sorted(directory.glob("*.sql")):
-        number, _, name = path.stem.partition("_")
-        found.append(Migration(int(number), name, path.read_text()))
+    for path in _sql_files(directory) if directory.is_dir() else []:
+        number, _, name = path.name.removesuffix(".sql").partition("_")
+        found.append(Migration(int(number), name, path.read_text(encoding="utf-8")))
+    if not found:
+        raise FoojobError(f"no migrations (NNN_name.sql) found in {directory}: the installation is incomplete; "
+                          "reinstall foojob")
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
         raise FoojobError(f"two migrations share a number in {directory}")
