@@ -66,6 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"foojob: configuration error: {exc}\n")
         return EXIT_USAGE
+    if settings.database_url is None:
+        from bot.db import require_embedded
+
+        try:
+            require_embedded()
+        except ConfigError as exc:
+            sys.stderr.write(f"foojob: configuration error: {exc}\n")
+            return EXIT_USAGE
     logs.configure(settings.log_level if command == "serve" else
                    max(settings.log_level, "WARNING", key=logging.getLevelName), settings.log_format,
                    settings.secrets())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.resources
+import importlib.util
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from typing import Any
 
 import asyncpg
 
-from bot.errors import DatabaseUnavailable, FoojobError
+from bot.errors import ConfigError, DatabaseUnavailable, FoojobError
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +209,16 @@ async def wait_for_database(dsn: str, *, deadline_s: float = 30.0) -> None:
             return
 
 
+def require_embedded() -> None:
+    """Raise ConfigError (exit 2) unless the embedded PostgreSQL can start: it is the optional extra
+    ``foojob[embedded]`` (pgserver, whose wheels exist for CPython 3.11-3.12 on x86-64 Linux and
+    macOS only), needed only when DATABASE_URL is unset."""
+    if importlib.util.find_spec("pgserver") is None:
+        raise ConfigError("DATABASE_URL", "not set, and the embedded PostgreSQL is not installed: "
+                                          "set DATABASE_URL=postgresql://user@host:5432/dbname, "
+                                          "or pip install 'foojob[embedded]'")
+
+
 class EmbeddedPostgres:
     """A private PostgreSQL (pgserver) under ``data_dir``, on a Unix socket only.
 
@@ -221,6 +232,7 @@ class EmbeddedPostgres:
         self._server: Any = None
 
     async def start(self) -> str:
+        require_embedded()
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self._server = await asyncio.to_thread(self._start)
         uri: str = self._server.get_uri()
@@ -230,9 +242,9 @@ class EmbeddedPostgres:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset; pgserver only keeps a lock file there.
             warnings.simplefilter("ignore")
-            from pgserver import get_server  # type: ignore[attr-defined]
-
-            return get_server(self.data_dir, cleanup_mode="stop")
+            # Imported by name: the extra may be absent (and so its types, for mypy).
+            pgserver = importlib.import_module("pgserver")
+            return pgserver.get_server(self.data_dir, cleanup_mode="stop")
 
     async def stop(self) -> None:
         if self._server is not None:
