@@ -1,5 +1,5 @@
-"""The command line: ``python -m bot [serve | migrate | run-now | pause | resume | status | history |
-schedule [set CRON | reset] | skip | unskip | next [N]]``.
+"""The command line: ``foojob [serve | migrate | run-now | pause | resume | status | history |
+schedule [set CRON | reset] | skip | unskip | next [N]]`` (``python -m bot`` is the same command).
 
 ``serve`` (the default) runs the service; ``migrate`` applies migrations and exits (Heroku's
 release phase); the verbs act on the database directly, for ``heroku run`` and cron-less ops.
@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from bot import logs
+from bot import __version__, logs
 from bot.config import Settings
 from bot.errors import AlreadyRunning, BadInput, ConfigError, DatabaseUnavailable, FoojobError
 from jobs import DEFAULT_JOB
@@ -24,8 +25,14 @@ from jobs import DEFAULT_JOB
 EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 1, 2, 3
 
 
+def _prog() -> str:
+    # The usage names the command as it was typed: the console script, or the module.
+    return "python -m bot" if os.path.basename(sys.argv[0]) == "__main__.py" else "foojob"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bot", description="foojob: a cron job run from Slack.")
+    parser = argparse.ArgumentParser(prog=_prog(), description="foojob: a cron job run from Slack.")
+    parser.add_argument("--version", action="version", version=f"foojob {__version__}")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the service (the default)")
     sub.add_parser("migrate", help="apply database migrations and exit")
