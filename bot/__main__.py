@@ -99,10 +99,9 @@ async def _run(command: str, args: argparse.Namespace, settings: Settings) -> in
 
     if command == "serve":
         return await app.serve(settings)
+    if command == "migrate":
+        return await _migrate(settings)
     async with app.open_core(settings, service=False) as core:
-        if command == "migrate":
-            sys.stdout.write("migrations applied\n")
-            return 0
         from bot import cli
 
         try:
@@ -126,6 +125,26 @@ async def _run(command: str, args: argparse.Namespace, settings: Settings) -> in
         except DatabaseUnavailable as exc:
             sys.stderr.write(f"foojob: {exc}\n")
             return EXIT_FAILED
+
+
+async def _migrate(settings: Settings) -> int:
+    """Apply the migrations not yet applied and say which (the release phase's log shows it)."""
+    from bot import app, db
+
+    async with app.open_database(settings) as dsn:
+        await db.wait_for_database(dsn)
+        known = {m.version: f"{m.version:03d}_{m.name}" for m in db.migrations()}
+        conn = await db.connect(dsn)
+        try:
+            applied = await db.migrate(conn, db.Queries())
+        finally:
+            await conn.close()
+    if applied:
+        sys.stdout.write(f"applied {len(applied)} migration{'s' if len(applied) > 1 else ''}: "
+                         f"{', '.join(known[v] for v in applied)}\n")
+    else:
+        sys.stdout.write(f"no migrations to apply: the database is up to date ({known[max(known)]})\n")
+    return 0
 
 
 if __name__ == "__main__":
