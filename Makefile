@@ -1,28 +1,53 @@
 # foojob — `make run` to watch it work, `make test` to prove it does.
 PYTHON ?= python3
-VENV   := .venv
+VENV   ?= .venv
 BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --quiet --disable-pip-version-check
 
-# `make run`: embedded PostgreSQL under ./.data (unless DATABASE_URL is set), results on stdout
-# (unless SLACK_WEBHOOK_URL is set), the job every 3 seconds (unless FOOJOB_CRON is set).
-export FOOJOB_CRON ?= */3 * * * * *
+# The venv belongs to the Python that made it. With another PYTHON (python3.13 after python3.11, or
+# a Python since removed) it is made again instead of being reused broken: each venv carries a stamp
+# naming its maker, and a missing stamp means "check, and rebuild if it was another".
+PY_ID_CODE := import sys; print(sys.implementation.name + "-" + ".".join(map(str, sys.version_info[:2])))
+PYTHON_ID  := $(shell $(PYTHON) -c '$(PY_ID_CODE)' 2>/dev/null)
+VENV_STAMP := $(VENV)/.made-by-$(PYTHON_ID)
+
+# pgserver (the embedded PostgreSQL) has wheels for CPython 3.11-3.12 on x86-64 Linux and macOS
+# only: elsewhere foojob installs without it and runs against DATABASE_URL.
+NO_EMBEDDED = echo "make: the embedded PostgreSQL (foojob[embedded]: pgserver) has no wheel for $(PYTHON_ID) on \
+	this platform ($(VENV)/pip-embedded.log says why); installing without it: set DATABASE_URL"
 
 .PHONY: run test lint bench clean
 
-$(VENV)/.installed-run: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e .
-	touch $@
+$(VENV_STAMP):
+	@test -n "$(PYTHON_ID)" || { echo "make: PYTHON=$(PYTHON) does not run: point it at a Python 3.11+ (PYTHON=python3.12 make run)"; exit 2; }
+	@if [ "$$($(BIN)/python -c '$(PY_ID_CODE)' 2>/dev/null)" != "$(PYTHON_ID)" ]; then \
+	  if [ -e $(VENV) ]; then echo "make: $(VENV) was made by another Python: making it again with $(PYTHON) ($(PYTHON_ID))"; fi; \
+	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); \
+	fi
+	@touch $@
 
-$(VENV)/.installed-dev: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
-	touch $@ $(VENV)/.installed-run
+$(VENV)/.installed-run: pyproject.toml $(VENV_STAMP)
+	@echo "pip install -e '.[embedded]'  (into $(VENV), $(PYTHON_ID))"
+	@$(PIP) install --only-binary pgserver -e '.[embedded]' > $(VENV)/pip-embedded.log 2>&1 \
+	  || { $(NO_EMBEDDED); $(PIP) install -e .; }
+	@touch $@
 
+$(VENV)/.installed-dev: pyproject.toml $(VENV_STAMP)
+	@echo "pip install -e '.[dev,embedded]'  (into $(VENV), $(PYTHON_ID))"
+	@$(PIP) install --only-binary pgserver -e '.[dev,embedded]' > $(VENV)/pip-embedded.log 2>&1 \
+	  || { $(NO_EMBEDDED); $(PIP) install -e '.[dev]'; }
+	@touch $@ $(VENV)/.installed-run
+
+# `make run`: embedded PostgreSQL under ./.data (unless DATABASE_URL is set), results on stdout
+# (unless SLACK_WEBHOOK_URL is set), the job every 3 seconds (unless FOOJOB_CRON is set to
+# something: set but empty counts as unset, as it does for foojob itself).
 run: $(VENV)/.installed-run
-	$(BIN)/python -m bot
+	FOOJOB_CRON='$(or $(strip $(FOOJOB_CRON)),*/3 * * * * *)' $(BIN)/python -m bot
 
+# The tests use TEST_DATABASE_URL, else an embedded PostgreSQL, which needs pgserver.
 test: $(VENV)/.installed-dev
+	@if [ -z "$$TEST_DATABASE_URL" ] && ! $(BIN)/python -c 'import importlib.util as u, sys; sys.exit(u.find_spec("pgserver") is None)'; then \
+	  echo "make test: no embedded PostgreSQL on $(PYTHON_ID) here: set TEST_DATABASE_URL=postgresql://user@host:5432/dbname"; exit 2; fi
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Not part of `make test`: about two minutes of measurements, printed as a table and written
