@@ -16,7 +16,7 @@ VENV_STAMP := $(VENV)/.made-by-$(PYTHON_ID)
 NO_EMBEDDED = echo "make: the embedded PostgreSQL (foojob[embedded]: pgserver) has no wheel for $(PYTHON_ID) on \
 	this platform ($(VENV)/pip-embedded.log says why); installing without it: set DATABASE_URL"
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint lock bench clean
 
 $(VENV_STAMP):
 	@test -n "$(PYTHON_ID)" || { echo "make: PYTHON=$(PYTHON) does not run: point it at a Python 3.11+ (PYTHON=python3.12 make run)"; exit 2; }
@@ -49,6 +49,15 @@ test: $(VENV)/.installed-dev
 	@if [ -z "$$TEST_DATABASE_URL" ] && ! $(BIN)/python -c 'import importlib.util as u, sys; sys.exit(u.find_spec("pgserver") is None)'; then \
 	  echo "make test: no embedded PostgreSQL on $(PYTHON_ID) here: set TEST_DATABASE_URL=postgresql://user@host:5432/dbname"; exit 2; fi
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# requirements.txt: the exact versions deploys install, resolved from pyproject.toml for the Python
+# that deploys use (.python-version), without the embedded extra (deploys set DATABASE_URL).
+# Keeps the pins that still fit; `make lock LOCK_ARGS=--upgrade` takes the newest of everything.
+lock: $(VENV)/.installed-dev
+	@test "$(PYTHON_ID)" = "cpython-$$(cat .python-version)" || { \
+	  echo "make lock: deploys run Python $$(cat .python-version) (.python-version): run it as PYTHON=python$$(cat .python-version) make lock"; exit 2; }
+	CUSTOM_COMPILE_COMMAND='make lock' $(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --output-file requirements.txt $(LOCK_ARGS) pyproject.toml
 
 # Not part of `make test`: about two minutes of measurements, printed as a table and written
 # to bench/results/ (latest.json is the one the README quotes).
