@@ -151,3 +151,39 @@ async def test_installed_service_serves_and_stops_on_sigterm(installed: Installe
                 proc.kill()
                 proc.wait()
 
+
+class _Reading(dict[str, str]):
+    """An environment that remembers which variables were asked for."""
+
+    def __init__(self, values: dict[str, str] | None = None) -> None:
+        super().__init__(values or {})
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        self.asked.add(key)
+        return super().get(key, default)
+
+
+# Set by the platform, or meaningless there: the add-on sets DATABASE_URL, the router PORT; HOST's
+# default is right; there is no embedded database to keep files for.
+NOT_ASKED_ON_HEROKU = {"DATABASE_URL", "PORT", "HOST", "FOOJOB_DATA_DIR"}
+
+
+def test_app_json_deploys_with_postgres_and_offers_every_setting() -> None:
+    from bot.config import Settings
+
+    app = json.loads((ROOT / "app.json").read_text())
+    procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+    assert procfile["release"] in ("python -m bot migrate", "foojob migrate")
+    assert set(app["formation"]) <= set(procfile) and app["formation"]["web"]["quantity"] >= 1
+    assert [a for a in app["addons"] if a["plan"].startswith("heroku-postgresql:")], app["addons"]
+
+    every = _Reading()
+    Settings.from_env(every)
+    assert set(app["env"]) == every.asked - NOT_ASKED_ON_HEROKU, "app.json's env and bot/config.py disagree"
+    for name, spec in app["env"].items():
+        assert len(spec["description"]) > 20 and isinstance(spec["required"], bool), name
+    # Through Heroku's router nothing is loopback: without a token every POST would be refused.
+    assert app["env"]["CONTROL_API_TOKEN"] == {**app["env"]["CONTROL_API_TOKEN"], "generator": "secret",
+                                               "required": True}
+    Settings.from_env(_Reading({name: spec["value"] for name, spec in app["env"].items() if "value" in spec}))
