@@ -102,6 +102,14 @@ def schedule_json(schedule: Schedule, count: int = 5) -> dict[str, Any]:
     }
 
 
+class Refused(Exception):
+    """A request refused with a status of its own (not one of the package's errors)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -109,7 +117,13 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        allow = exc.headers.get("Allow")
+        if exc.status == 405 and allow is not None:
+            # RFC 9110: a 405 names the methods the resource takes.
+            return error(405, f"{exc.reason}: {request.path} takes {allow.replace(',', ', ')}", Allow=allow)
         return error(exc.status, exc.reason)
+    except Refused as exc:
+        return error(exc.status, str(exc))
     except UnknownJob as exc:
         return error(404, str(exc))
     except BadInput as exc:
@@ -128,8 +142,11 @@ def _authorised(request: web.Request) -> bool:
     if token is not None:
         given = request.headers.get("Authorization", "")
         scheme, _, value = given.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(),
-                                                                  token.reveal().encode())
+        try:
+            presented = value.strip().encode()
+        except UnicodeError:  # bytes that are not UTF-8 (kept as surrogates by the parser): not the token
+            return False
+        return scheme.lower() == "bearer" and hmac.compare_digest(presented, token.reveal().encode())
     # No token configured: only clients on this machine may act.
     try:
         address = ipaddress.ip_address((request.remote or "").split("%")[0])
@@ -168,17 +185,56 @@ def _job(request: web.Request) -> str:
     return request.query.get("job", DEFAULT_JOB)
 
 
+UTF8 = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})  # ASCII is UTF-8
+
+
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.text()
-    if not raw.strip():
+    """The body as a JSON object ({} when empty). JSON is UTF-8 (RFC 8259): another declared charset
+    is 415, undecodable bytes, bad JSON, deep nesting or another kind of value 400."""
+    charset = request.charset
+    if charset and charset.strip().lower() not in UTF8:
+        raise Refused(415, f"the body must be JSON in UTF-8, not charset {charset[:40]!r}")
+    raw = await request.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise BadInput("the body is not UTF-8 (JSON must be)") from None
+    if not text.strip():
         return {}
     try:
-        body = json.loads(raw)
+        body = json.loads(text)
+    except RecursionError:
+        raise BadInput("the body is nested too deeply") from None
     except json.JSONDecodeError:
         raise BadInput("the body is not valid JSON") from None
+    except ValueError:  # an integer of over 4300 digits (sys.get_int_max_str_digits)
+        raise BadInput("the body holds a number too long to read") from None
     if not isinstance(body, dict):
         raise BadInput("the body must be a JSON object")
     return body
+
+
+def _fields(body: dict[str, Any], expected: tuple[str, ...]) -> None:
+    unknown = sorted(set(body) - set(expected))
+    if unknown:
+        names = ", ".join(repr(name[:40]) for name in unknown[:5]) + (", …" if len(unknown) > 5 else "")
+        raise BadInput(f"unknown field(s) [{names}]; expected {' and '.join(map(repr, expected))}")
+
+
+def _text(body: dict[str, Any], name: str, what: str) -> str | None:
+    """A string field (None when absent or null) that PostgreSQL can store: no NUL, no lone surrogate."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadInput(f"{name!r} must be {what}")
+    if "\x00" in value:
+        raise BadInput(f"{name!r} contains a NUL character")
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # "\ud800" in JSON decodes to a lone surrogate: not text
+        raise BadInput(f"{name!r} contains a lone surrogate (an escape \\ud800-\\udfff without its pair)") from None
+    return value
 
 
 @protected
@@ -192,15 +248,11 @@ async def run_now(request: web.Request) -> web.Response:
 @protected
 async def pause(request: web.Request) -> web.Response:
     body = await _json_body(request)
-    unknown = set(body) - {"for", "reason"}
-    if unknown:
-        raise BadInput(f"unknown field(s) {sorted(unknown)}; expected 'for' and 'reason'")
-    duration_text, reason = body.get("for"), body.get("reason")
-    if duration_text is not None and not isinstance(duration_text, str):
-        raise BadInput("'for' must be a string such as \"2h\" or \"1h30m\"")
-    if reason is not None and not isinstance(reason, str):
-        raise BadInput("'reason' must be a string")
-    duration = parse_duration(duration_text) if duration_text else None
+    _fields(body, ("for", "reason"))
+    duration_text = _text(body, "for", "a string such as \"2h\" or \"1h30m\"")
+    reason = _text(body, "reason", "a string")
+    # Left out (or null): until resumed. Given, it must be a duration: "" is not "forever".
+    duration = parse_duration(duration_text) if duration_text is not None else None
     await _control(request).pause(_job(request), by="http", duration=duration, reason=reason)
     return web.json_response({"message": "ok"})
 
@@ -245,14 +297,11 @@ async def get_schedule(request: web.Request) -> web.Response:
 @protected
 async def put_schedule(request: web.Request) -> web.Response:
     body = await _json_body(request)
-    unknown = set(body) - {"cron", "timezone"}
-    if unknown:
-        raise BadInput(f"unknown field(s) {sorted(unknown)}; expected 'cron' and 'timezone'")
-    cron, timezone = body.get("cron"), body.get("timezone")
-    if not isinstance(cron, str):
+    _fields(body, ("cron", "timezone"))
+    cron = _text(body, "cron", "a string: a crontab expression such as \"*/10 * * * *\"")
+    if cron is None:
         raise BadInput("'cron' is required: a crontab expression such as \"*/10 * * * *\"")
-    if timezone is not None and not isinstance(timezone, str):
-        raise BadInput("'timezone' must be an IANA zone name such as \"Europe/London\"")
+    timezone = _text(body, "timezone", "a string: an IANA zone name such as \"Europe/London\"")
     schedule = await _control(request).set_schedule(_job(request), cron, timezone, by="http")
     return web.json_response(schedule_json(schedule))
 
