@@ -1,5 +1,6 @@
 """The HTTP API, compatible with the original Go service (``/runNow``, ``/pause``, ``/resume``,
-``/isRunning``) plus ``/status``, ``/runs``, ``/schedule``, ``/skip``, ``/healthz`` and ``/metrics``.
+``/isRunning``) plus ``/status``, ``/runs``, ``/schedule``, ``/skip``, ``/healthz``, ``/metrics`` and
+``/openapi.json`` (the document of all of them, :mod:`bot.openapi`).
 
 A thin adapter over :class:`bot.control.Control`: it parses requests, checks the caller, and turns
 results and the package's errors into JSON (camelCase keys, ``{"error": …}`` on failure; never a
@@ -19,15 +20,17 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from bot import __version__
 from bot.config import Secret
 from bot.control import Control
 from bot.durations import parse_duration
 from bot.errors import AlreadyRunning, BadInput, Conflict, DatabaseUnavailable, UnknownJob
 from bot.metrics import Metrics
 from bot.model import RunRecord, Status
+from bot.openapi import document
 from bot.schedules import MAX_NEXT, Schedule
 from bot.timefmt import rfc3339
-from jobs import DEFAULT_JOB
+from jobs import DEFAULT_JOB, JOBS
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,7 @@ BACKEND: web.AppKey[Backend] = web.AppKey("backend", Backend)
 TOKEN: web.AppKey[Secret | None] = web.AppKey("token", object)  # type: ignore[arg-type]
 TZ: web.AppKey[ZoneInfo] = web.AppKey("tz", ZoneInfo)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+OPENAPI: web.AppKey[str] = web.AppKey("openapi", str)
 
 
 def error(status: int, message: str, **headers: str) -> web.Response:
@@ -347,12 +351,17 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(text=request.app[OPENAPI], content_type="application/json")
+
+
 def build_app(backend: Backend, *, token: Secret | None, tz: ZoneInfo, metrics_: Metrics) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
     app[BACKEND] = backend
     app[TOKEN] = token
     app[TZ] = tz
     app[METRICS] = metrics_
+    app[OPENAPI] = json.dumps(document(JOBS, __version__), indent=1)
     app.router.add_post("/runNow", run_now)
     app.router.add_post("/pause", pause)
     app.router.add_post("/resume", resume)
@@ -366,4 +375,5 @@ def build_app(backend: Backend, *, token: Secret | None, tz: ZoneInfo, metrics_:
     app.router.add_delete("/skip", delete_skip)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
     return app
