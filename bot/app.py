@@ -243,7 +243,8 @@ async def serve(settings: Settings) -> int:
     metrics = Metrics(__version__)
     backend = Backend()
     backend.slack_enabled = settings.slack_enabled
-    app = build_app(backend, token=settings.control_api_token, tz=settings.timezone, metrics_=metrics)
+    app = build_app(backend, token=settings.control_api_token, tz=settings.timezone, metrics_=metrics,
+                    bound_host=settings.host)
     # Idle and slow connections are capped and closed (bot.frontdoor); what clients can make
     # aiohttp and asyncio log is one line a minute per kind.
     quiet_client_errors()

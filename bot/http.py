@@ -49,6 +49,8 @@ class Backend:
 BACKEND: web.AppKey[Backend] = web.AppKey("backend", Backend)
 TOKEN: web.AppKey[Secret | None] = web.AppKey("token", object)  # type: ignore[arg-type]
 TZ: web.AppKey[ZoneInfo] = web.AppKey("tz", ZoneInfo)
+# The HOST the service was told to bind (a name there is this machine's name too).
+BOUND_HOST: web.AppKey[str | None] = web.AppKey("bound_host", object)  # type: ignore[arg-type]
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 OPENAPI: web.AppKey[str] = web.AppKey("openapi", str)
 
@@ -168,11 +170,52 @@ def _refuse(request: web.Request) -> web.Response:
     return error(401, "without CONTROL_API_TOKEN only clients on this machine (loopback) may call this")
 
 
+def _host_name(value: str) -> str:
+    """The host of a ``Host`` header or an origin's netloc, without the port: ``[::1]:80`` -> ``::1``."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    return value.rpartition(":")[0] if value.count(":") == 1 else value
+
+
+def _local_name(host: str, bound: str | None) -> bool:
+    if host == "localhost" or (bound is not None and host == bound.lower()):
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _cross_site(request: web.Request) -> str | None:
+    """Without a token, why a browser page must not be taken for a local client (None: it is not
+    one). A page elsewhere can make a browser POST to 127.0.0.1 (CSRF) and says so in ``Origin``;
+    a DNS-rebinding page reaches us under its own name, which ``Host`` carries."""
+    try:
+        host = _host_name(request.headers.get("Host", ""))
+        origin = request.headers.get("Origin")
+    except UnicodeError:
+        return "unreadable Host or Origin"
+    if not _local_name(host, request.app[BOUND_HOST]):
+        return f"Host {host[:60]!r} is not this machine's name or address"
+    if origin is not None:
+        parts = origin.strip().lower().partition("://")
+        if not parts[1] or _host_name(parts[2].split("/")[0]) != host:
+            return f"Origin {origin[:60]!r} is another site"
+    return None
+
+
 def protected(handler: Handler) -> Handler:
     async def check(request: web.Request) -> web.StreamResponse:
         if not _authorised(request):
             log.warning("refused %s %s from %s", request.method, request.path, request.remote)
             return _refuse(request)
+        if request.app[TOKEN] is None and (why := _cross_site(request)) is not None:
+            log.warning("refused %s %s: %s (a browser page? set CONTROL_API_TOKEN to call from elsewhere)",
+                        request.method, request.path, why)
+            return error(403, f"refused: {why}. Without CONTROL_API_TOKEN only local clients may call this "
+                              "(curl http://127.0.0.1:…), never a web page.")
         return await handler(request)
 
     return check
@@ -355,10 +398,12 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(text=request.app[OPENAPI], content_type="application/json")
 
 
-def build_app(backend: Backend, *, token: Secret | None, tz: ZoneInfo, metrics_: Metrics) -> web.Application:
+def build_app(backend: Backend, *, token: Secret | None, tz: ZoneInfo, metrics_: Metrics,
+              bound_host: str | None = None) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
     app[BACKEND] = backend
     app[TOKEN] = token
+    app[BOUND_HOST] = bound_host
     app[TZ] = tz
     app[METRICS] = metrics_
     app[OPENAPI] = json.dumps(document(JOBS, __version__), indent=1)

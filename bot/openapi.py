@@ -200,6 +200,10 @@ RESPONSES: dict[str, Any] = {
         "this machine (loopback)",
         headers={"WWW-Authenticate": {"description": "Bearer realm=\"foojob\" (when a token is configured)",
                                       "required": False, "schema": {"type": "string"}}}),
+    "CrossSite": _error(
+        "Without CONTROL_API_TOKEN: the request names another host (Host is not localhost, an IP address "
+        "or the bound name: DNS rebinding) or comes from a page of another site (Origin): no web page may "
+        "act on the job"),
     "UnknownJob": _error("Unknown job"),
     "TooLarge": _error("The body is over 64 KiB"),
     "UnsupportedCharset": _error("The body declares a charset other than UTF-8"),
@@ -217,10 +221,10 @@ def _operation(summary: str, ok: dict[str, Any], *, errors: Iterable[str] = (), 
                params: Iterable[dict[str, Any]] = (), body: dict[str, Any] | None = None,
                protected: bool = False, extra: dict[str, Any] | None = None,
                description: str | None = None) -> dict[str, Any]:
-    codes = {"400": "BadRequest", "401": "Unauthorized", "404": "UnknownJob", "413": "TooLarge",
+    codes = {"400": "BadRequest", "401": "Unauthorized", "403": "CrossSite", "404": "UnknownJob", "413": "TooLarge",
              "415": "UnsupportedCharset", "503": "Unavailable"}
     responses: dict[str, Any] = {"200": ok}
-    for code in sorted({*errors, *(["401"] if protected else []), *(["404"] if job else []), "503"}):
+    for code in sorted({*errors, *(["401", "403"] if protected else []), *(["404"] if job else []), "503"}):
         responses[code] = _ref("responses", codes[code])
     responses.update(extra or {})
     operation: dict[str, Any] = {"summary": summary, "responses": dict(sorted(responses.items()))}
@@ -314,7 +318,8 @@ def document(jobs: Iterable[str], version: str) -> dict[str, Any]:
                 "Every error is `{\"error\": \"…\"}`, never a stack trace. A method a path does not take gets "
                 "405 with `Allow`; an unknown path 404.\n\n"
                 "POST, PUT and DELETE need `Authorization: Bearer <CONTROL_API_TOKEN>` when that variable is "
-                "set; without it they are accepted from loopback callers only (401 otherwise)."),
+                "set; without it they are accepted from loopback callers only (401 otherwise), and never "
+                "from a web page: a `Host` that is not this machine or an `Origin` of another site gets 403."),
         },
         "paths": paths,
         "components": {

@@ -114,3 +114,30 @@ async def test_host_colon_colon_listens_on_ipv6_and_ipv4(spawn: Spawner, db_url:
     for url in (f"http://127.0.0.1:{port}/healthz", f"http://[::1]:{port}/healthz"):
         assert (await get_json(http, "GET", url))[0] == 200, url
     assert await svc.stop() == 0
+
+
+async def test_no_web_page_can_act_without_a_token(spawn: Spawner, db_url: str, db: asyncpg.Connection,
+                                                  http: aiohttp.ClientSession) -> None:
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON).started()
+    forged = [  # DNS rebinding: the page's own name in Host; CSRF: a page elsewhere, in Origin
+        {"Host": "attacker.example", "Origin": "http://attacker.example", "Content-Type": "text/plain"},
+        {"Host": "attacker.example"},
+        {"Origin": "http://attacker.example", "Content-Type": "text/plain"},
+        {"Origin": "null"},
+    ]
+    for headers in forged:
+        for method, path, body in (("POST", "/pause", '{"for": "366d"}'), ("POST", "/runNow", ""),
+                                   ("PUT", "/schedule", '{"cron": "* * * * * *"}'), ("POST", "/skip", "")):
+            status, answer = await get_json(http, method, f"{svc.url}{path}", data=body, headers=headers)
+            assert status == 403 and "web page" in answer["error"], (headers, path, status, answer)
+    assert await db.fetchval("SELECT count(*) FROM foojob_runs") == 0
+    assert not await db.fetchval("SELECT coalesce(bool_or(paused), false) FROM foojob_job_state")
+    assert await db.fetchval("SELECT count(*) FROM foojob_control_events") == 0
+    # curl as the README shows it, and a page of this very address, still work.
+    assert (await get_json(http, "POST", f"{svc.url}/pause", data='{"for": "1h"}'))[0] == 200
+    port = svc.url.rsplit(":", 1)[1]
+    same = {"Origin": f"http://127.0.0.1:{port}"}
+    assert (await get_json(http, "POST", f"{svc.url}/resume", headers=same))[0] == 200
+    local = {"Host": f"localhost:{port}"}
+    assert (await get_json(http, "POST", f"{svc.url}/resume", headers=local))[0] == 200
+    assert await svc.stop() == 0
