@@ -66,7 +66,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `foojob status | head -c 10`: the reader has what it wanted. Quietly, and no second
+        # complaint when Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    for word in words:
+        try:
+            word.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are not UTF-8, kept as surrogates by Python
+            sys.stderr.write("foojob: an argument is not valid UTF-8 text\n")
+            return EXIT_USAGE
+    args = _parser().parse_args(words)
     command = args.command or "serve"
     try:
         settings = Settings.from_env()
@@ -88,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run(command, args, settings))
     except KeyboardInterrupt:
         return 130
+    except ConfigError as exc:  # a variable only a service can find wrong: Slack refused a token
+        sys.stderr.write(f"foojob: configuration error: {exc}\n")
+        return EXIT_USAGE
     except FoojobError as exc:
         # Through the log, so that LOG_FORMAT=json gets a JSON line here too.
         logging.getLogger("bot").critical("foojob: %s", exc)
@@ -132,13 +152,8 @@ async def _migrate(settings: Settings) -> int:
     from bot import app, db
 
     async with app.open_database(settings) as dsn:
-        await db.wait_for_database(dsn)
         known = {m.version: f"{m.version:03d}_{m.name}" for m in db.migrations()}
-        conn = await db.connect(dsn)
-        try:
-            applied = await db.migrate(conn, db.Queries())
-        finally:
-            await conn.close()
+        applied = await app.migrated(dsn, db.Queries())
     if applied:
         sys.stdout.write(f"applied {len(applied)} migration{'s' if len(applied) > 1 else ''}: "
                          f"{', '.join(known[v] for v in applied)}\n")

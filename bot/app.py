@@ -18,11 +18,11 @@ import contextlib
 import logging
 import signal
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 from aiohttp import web
@@ -30,7 +30,16 @@ from aiohttp import web
 from bot import __version__
 from bot.config import Settings
 from bot.control import Control
-from bot.db import EmbeddedPostgres, Queries, connect, create_pool, migrate, wait_for_database
+from bot.db import (
+    CONNECTION_ERRORS,
+    EmbeddedPostgres,
+    Queries,
+    connect,
+    create_pool,
+    describe_target,
+    migrate,
+    wait_for_database,
+)
 from bot.errors import DatabaseUnavailable, FoojobError
 from bot.frontdoor import GuardedRunner, quiet_client_errors
 from bot.http import Backend, build_app
@@ -52,8 +61,10 @@ if TYPE_CHECKING:
     from bot.slack.app import SlackSurface
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SHUTDOWN_GRACE_S = 25.0
+START_WAIT_S = 30.0  # how long start-up waits for the database (and retries a lost connection)
 DELIVERY_GRACE_S = 6.0  # a POST to Slack times out after 5 s
 POOL_CLOSE_S = 5.0
 
@@ -95,18 +106,49 @@ async def open_database(settings: Settings) -> AsyncIterator[str]:
         await embedded.stop()
 
 
+async def _answered(step: Callable[[], Awaitable[T]], since: float) -> T:
+    """A start-up step on the pool; the database going away meanwhile is waited for (30 s from
+    ``since``, one warning line a try) rather than ending the process at once."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return await step()
+        except DatabaseUnavailable as exc:
+            if loop.time() - since > START_WAIT_S:
+                raise FoojobError(f"the database stayed unreachable during start-up ({exc})") from None
+            log.warning("the database went away during start-up (%s); trying again", exc)
+            await asyncio.sleep(0.5)
+
+
+async def migrated(dsn: str, queries: Queries, *, within_s: float = START_WAIT_S) -> list[int]:
+    """Wait for the database and migrate it (the versions applied); a connection lost meanwhile (the server restarting,
+    a proxy cutting) is tried again within the same 30 s, with one warning line."""
+    end = asyncio.get_running_loop().time() + within_s
+    while True:
+        await wait_for_database(dsn, deadline_s=max(1.0, end - asyncio.get_running_loop().time()))
+        try:
+            conn = await connect(dsn)
+            try:
+                return await migrate(conn, queries)
+            finally:
+                if not conn.is_closed():
+                    await conn.close()
+        except CONNECTION_ERRORS as exc:
+            if asyncio.get_running_loop().time() > end:
+                raise FoojobError(f"the database at {describe_target(dsn)} kept dropping the connection "
+                                  f"during start-up ({type(exc).__name__})") from None
+            log.warning("the connection to %s was lost during start-up (%s); trying again",
+                        describe_target(dsn), type(exc).__name__)
+            await asyncio.sleep(0.5)
+
+
 @asynccontextmanager
 async def open_core(settings: Settings, *, service: bool, metrics: Metrics | None = None) -> AsyncIterator[Core]:
     """The database (migrated), the notifier and the control core, closed in reverse order."""
     async with AsyncExitStack() as stack:
         dsn = await stack.enter_async_context(open_database(settings))
-        await wait_for_database(dsn)
         queries = Queries()
-        conn = await connect(dsn)
-        try:
-            await migrate(conn, queries)
-        finally:
-            await conn.close()
+        await migrated(dsn, queries)
         pool = await create_pool(dsn)
         stack.push_async_callback(_close_pool, pool)
 
@@ -263,11 +305,11 @@ async def serve(settings: Settings) -> int:
         port = http.addresses[0][1] if http.addresses else settings.port
         log.info("HTTP API listening on http://%s:%d", settings.host, port)
         if settings.slack_enabled:
-            from bot.slack.app import check_bot_token  # slack-bolt loads only when Slack is on
+            from bot.slack.app import check_tokens  # slack-bolt loads only when Slack is on
 
-            assert settings.slack_bot_token is not None
+            assert settings.slack_bot_token is not None and settings.slack_app_token is not None
             # A token Slack refuses stops start-up here (ConfigError, exit 2), before anything runs.
-            await check_bot_token(settings.slack_bot_token, settings.slack_api_url)
+            await check_tokens(settings.slack_bot_token, settings.slack_app_token, settings.slack_api_url)
 
         async with AsyncExitStack() as stack:
             starting = asyncio.ensure_future(
@@ -284,7 +326,9 @@ async def serve(settings: Settings) -> int:
             stack.push_async_callback(tasks.cancel)
 
             # The effective schedules, after this start's configured ones have had their say.
-            schedules = {job: await core.control.reconcile(job) for job in core.control.jobs}
+            started = asyncio.get_running_loop().time()
+            schedules = {job: await _answered(lambda job=job: core.control.reconcile(job), started)  # type: ignore[misc]
+                         for job in core.control.jobs}
             watcher = Watcher(core.control, core.notifier, settings.timezone, settings.late_after, core.metrics)
             stack.push_async_callback(watcher.close)
             core.runner.watch = watcher
@@ -340,7 +384,7 @@ async def serve(settings: Settings) -> int:
                 # A timed pause that ran out while no replica was up: record and announce it now.
                 with contextlib.suppress(DatabaseUnavailable):
                     await core.control.expire_pause(job)
-                state = await core.control.state(job)
+                state = await _answered(lambda job=job: core.control.state(job), started)  # type: ignore[misc]
                 watcher.state_changed(state)
                 if state.paused:
                     until = f" until {state.resume_at.isoformat()}" if state.resume_at else " until resumed"

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import socket
 import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
@@ -190,23 +192,66 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
     )
 
 
+# What the server (or the client library) says of a DATABASE_URL that can never work: waiting
+# cannot help, so start-up stops at once saying why.
+_NEVER_WORKS: tuple[type[BaseException], ...] = (
+    asyncpg.InvalidPasswordError,                     # 28P01 password authentication failed
+    asyncpg.InvalidAuthorizationSpecificationError,   # 28000 no such role, no pg_hba entry
+    asyncpg.InvalidCatalogNameError,                  # 3D000 database does not exist
+    asyncpg.UndefinedObjectError,                     # 42704 unrecognized configuration parameter
+    asyncpg.InvalidParameterValueError,               # 22023 a parameter with a bad value
+    asyncpg.exceptions.ClientConfigurationError,      # a DSN asyncpg cannot read
+    ValueError,
+)
+_UNKNOWN_HOST = (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME))
+
+
+def describe_target(dsn: str) -> str:
+    """``host:port/database`` of a DSN, never its password."""
+    try:
+        parts = urlsplit(dsn)
+        query = parse_qs(parts.query)
+        host = parts.hostname or query.get("host", ["localhost"])[0]
+        port = parts.port or query.get("port", ["5432"])[0]
+        database = parts.path.lstrip("/") or query.get("dbname", [parts.username or "postgres"])[0]
+    except ValueError:
+        return "the database of DATABASE_URL"
+    return f"{host}:{port}/{database}"
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 async def wait_for_database(dsn: str, *, deadline_s: float = 30.0) -> None:
-    """Retry until the server answers (a platform may start the app before its database)."""
+    """Wait until the server answers (a platform may start the app before its database), one
+    warning line per attempt naming the target; a DATABASE_URL that can never work (a wrong
+    password, no such database, an unknown host, a bad parameter) fails at once, saying why."""
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline_s
     delay = 0.2
+    target = describe_target(dsn)
     while True:
         try:
             conn = await asyncpg.connect(dsn, timeout=5)
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-            if loop.time() + delay > end:
-                raise FoojobError(f"database unreachable: {type(exc).__name__}") from None
-            log.warning("database not reachable yet (%s); retrying", type(exc).__name__)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+        except _NEVER_WORKS as exc:
+            raise FoojobError(f"cannot use the database at {target}: {_reason(exc)}") from None
+        except socket.gaierror as exc:
+            if exc.errno in _UNKNOWN_HOST:
+                raise FoojobError(f"cannot use the database at {target}: unknown host ({exc.strerror})") from None
+            failure: BaseException = exc
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            failure = exc
         else:
             await conn.close()
             return
+        if loop.time() + delay > end:
+            raise FoojobError(f"the database at {target} did not answer within {deadline_s:.0f} s: "
+                              f"{_reason(failure)}") from None
+        log.warning("the database at %s is not answering yet (%s); trying again", target, _reason(failure))
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
 
 
 def require_embedded() -> None:

@@ -8,12 +8,15 @@ import contextlib
 import re
 import resource
 import socket
+import subprocess
+import sys
+import time
 
 import aiohttp
 import asyncpg
 
 from bot.outbox import MAX_RETRY_AFTER_S, _retry_after
-from tests.conftest import Spawner, get_json, run_cli, wait_until
+from tests.conftest import ROOT, Spawner, get_json, run_cli, service_env, wait_until
 
 NEVER_SOON = "0 0 1 1 *"
 
@@ -141,3 +144,53 @@ async def test_no_web_page_can_act_without_a_token(spawn: Spawner, db_url: str, 
     local = {"Host": f"localhost:{port}"}
     assert (await get_json(http, "POST", f"{svc.url}/resume", headers=local))[0] == 200
     assert await svc.stop() == 0
+async def test_a_slack_token_slack_refuses_stops_start_up_naming_it(spawn: Spawner, db_url: str) -> None:
+    from tests.slack_sim import APP_TOKEN, BOT_TOKEN, SlackSimulator
+
+    sim = await SlackSimulator().start()
+    try:
+        cases = (("SLACK_BOT_TOKEN", {"SLACK_BOT_TOKEN": "xoxb-revoked-0000", "SLACK_APP_TOKEN": APP_TOKEN}),
+                 ("SLACK_APP_TOKEN", {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_APP_TOKEN": "xapp-1-wrong"}))
+        for variable, tokens in cases:
+            svc = spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON, SLACK_API_URL=sim.api_url, **tokens)
+            assert await svc.wait_exit(timeout=20) == 2, svc.stderr()
+            [line] = [x for x in svc.stderr().splitlines() if "configuration error" in x]
+            assert f"{variable}: Slack refused this token (invalid_auth)" in line
+            assert "Traceback" not in svc.stderr() and "revoked-0000" not in svc.stderr()
+            assert "Slack control surface on" not in svc.stderr()
+    finally:
+        await sim.stop()
+
+
+
+
+async def test_a_database_url_that_can_never_work_stops_start_up_at_once_naming_it(pg_server: str) -> None:
+    from tests.conftest import with_database
+
+    missing = with_database(pg_server, "no_such_database_here")
+    cases = [(missing, "/no_such_database_here", "does not exist"),
+             ("postgresql://postgres:SECRETPW@no-such-host.invalid:5432/jobs", "no-such-host.invalid:5432/jobs",
+              "unknown host")]
+    if "host=" not in pg_server:  # a TCP server (CI's): a parameter the server does not know
+        cases.append((pg_server + "?no_such_setting=1", "/postgres", "no_such_setting"))
+    for dsn, target, reason in cases:
+        started = time.monotonic()
+        result = run_cli(DATABASE_URL=dsn, LOG_LEVEL="WARNING")  # the service
+        took = time.monotonic() - started
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and took < 10, (dsn, result.returncode, took, result.stderr)
+        assert len(lines) == 1 and target in lines[0] and reason in lines[0], lines
+        assert "SECRETPW" not in result.stderr and "Traceback" not in result.stderr
+        cli = run_cli("status", DATABASE_URL=dsn)  # the CLI alike
+        assert cli.returncode == 1 and target in cli.stderr and len(cli.stderr.strip().splitlines()) == 1
+
+
+async def test_the_cli_never_shows_a_traceback_for_what_a_user_can_do(db_url: str) -> None:
+    env = service_env(DATABASE_URL=db_url)
+    piped = await asyncio.to_thread(
+        subprocess.run, f"{sys.executable} -m bot history -n 100 | head -c 10; exit ${{PIPESTATUS[0]}}",
+        shell=True, executable="/bin/bash", cwd=ROOT, env=env, capture_output=True, timeout=60)
+    assert piped.returncode == 0 and b"Traceback" not in piped.stderr and piped.stderr == b"", piped.stderr
+    bad = await asyncio.to_thread(subprocess.run, [sys.executable.encode(), b"-m", b"bot", b"pause", b"\xff\xfe"],
+                                  cwd=ROOT, env=env, capture_output=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.decode().strip() == "foojob: an argument is not valid UTF-8 text"

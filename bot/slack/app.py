@@ -45,8 +45,6 @@ log = logging.getLogger(__name__)
 class Reply(Protocol):
     async def __call__(self, message: Message, *, in_channel: bool = False, replace: bool = False) -> None: ...
 
-# How long start-up waits for the first Socket Mode connection before going on without it.
-CONNECT_WAIT_S = 10.0
 # How long the socket may be down before /healthz says 503 (SPEC: over a minute).
 DOWN_AFTER_S = 60.0
 # A second click on the same button of the same message within this window is a double click.
@@ -58,26 +56,33 @@ WORK_AT_ONCE = 4
 REFUSED = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"})
 
 
-async def check_bot_token(bot_token: Secret, api_url: str, timeout_s: float = 5.0) -> bool:
-    """Ask Slack whether it takes the bot token (``auth.test``), before the service goes on.
+async def check_tokens(bot_token: Secret, app_token: Secret, api_url: str, timeout_s: float = 5.0) -> bool:
+    """Ask Slack whether it takes both tokens, before the service goes on: the bot token with
+    ``auth.test``, the app token with ``apps.connections.open`` (its answer, a single-use socket
+    URL, is left to expire: slack_sdk's own connection retries a refused token for ever, logging a
+    traceback each time, so the first connection cannot be the check).
 
-    A token Slack refuses raises ConfigError naming SLACK_BOT_TOKEN (start-up stops, exit 2):
-    without this the service said "Slack control surface on" and failed every command. Slack not
+    A token Slack refuses raises ConfigError naming its variable (start-up stops, exit 2). Slack not
     reachable right now returns False after one warning line: the connection retries by itself.
-    (The app token is checked by the first Socket Mode connection: see :meth:`SlackSurface.start`.)
     """
-    try:
-        await asyncio.wait_for(AsyncWebClient(token=bot_token.reveal(), base_url=api_url,
-                                              timeout=int(timeout_s)).auth_test(), timeout_s + 1)
-    except SlackApiError as exc:
-        error = str(exc.response.get("error") or "")
-        if error in REFUSED:
-            raise ConfigError("SLACK_BOT_TOKEN", f"Slack refused this token ({error})") from None
-        log.warning("Slack answered %r to auth.test; going on", error)
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        log.warning("Slack cannot be reached at %s (%s): the bot token is not checked yet", api_url,
-                    type(exc).__name__)
-        return False
+    checks: tuple[tuple[str, Callable[[], Awaitable[Any]]], ...] = (
+        ("SLACK_BOT_TOKEN", lambda: AsyncWebClient(token=bot_token.reveal(), base_url=api_url,
+                                                   timeout=int(timeout_s)).auth_test()),
+        ("SLACK_APP_TOKEN", lambda: AsyncWebClient(base_url=api_url, timeout=int(timeout_s)).apps_connections_open(
+            app_token=app_token.reveal())),
+    )
+    for variable, call in checks:
+        try:
+            await asyncio.wait_for(call(), timeout_s + 1)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or "")
+            if error in REFUSED:
+                raise ConfigError(variable, f"Slack refused this token ({error})") from None
+            log.warning("Slack answered %r when asked about %s; going on", error, variable)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.warning("Slack cannot be reached at %s (%s): the tokens are not checked yet; connecting in the "
+                        "background", api_url, type(exc).__name__)
+            return False
     return True
 
 
@@ -120,22 +125,8 @@ class SlackSurface:
         # The Socket Mode client starts its message loop when built: build it inside the loop.
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         self._handler = AsyncSocketModeHandler(self._app, app_token=self._app_token.reveal())
-        self._spawn(self._watch(), "slack-watch")
-        # The first connection is awaited (briefly): it is what tells whether Slack takes the app
-        # token. Refused: ConfigError naming SLACK_APP_TOKEN. Unreachable: one warning line, and
-        # the connection goes on trying in the background.
-        try:
-            await asyncio.wait_for(self._handler.connect_async(), CONNECT_WAIT_S)  # type: ignore[no-untyped-call]
-            return
-        except SlackApiError as exc:
-            error = str(exc.response.get("error") or "")
-            if error in REFUSED:
-                await self.close(0)
-                raise ConfigError("SLACK_APP_TOKEN", f"Slack refused this token ({error})") from None
-            log.warning("Slack answered %r when connecting; trying again in the background", error)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            log.warning("Slack cannot be reached (%s); connecting in the background", type(exc).__name__)
         self._spawn(self._handler.connect_async(), "slack-connect")  # type: ignore[no-untyped-call]
+        self._spawn(self._watch(), "slack-watch")
 
     async def close(self, grace_s: float) -> None:
         """Stop taking commands, let the ones in progress finish (up to ``grace_s``), disconnect."""
