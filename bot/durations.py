@@ -11,15 +11,20 @@ _DURATION = re.compile(r"^(?:([0-9]{1,6})d)?(?:([0-9]{1,6})h)?(?:([0-9]{1,7})m)?
 MAX_PAUSE = timedelta(days=366)
 
 
-def parse_duration(text: str) -> timedelta:
-    """Parse ``1d2h30m15s`` (any of the parts, in that order); raise BadInput otherwise."""
+def _parse(text: str, examples: str, zero: str) -> timedelta:
     match = _DURATION.match(text.strip().lower())
     if not text.strip() or not match:
-        raise BadInput(f"{text!r} is not a duration (try 30m, 2h, 1d or 1h30m)")
+        raise BadInput(f"{text!r} is not a duration (try {examples})")
     days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
     value = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
     if value <= timedelta(0):
-        raise BadInput("a pause must last longer than zero")
+        raise BadInput(zero)
+    return value
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``1d2h30m15s`` (any of the parts, in that order) for a pause; raise BadInput otherwise."""
+    value = _parse(text, "30m, 2h, 1d or 1h30m", "a pause must last longer than zero")
     if value > MAX_PAUSE:
         raise BadInput("a timed pause can last at most 366 days (leave the duration out to pause until resumed)")
     return value
@@ -27,14 +32,7 @@ def parse_duration(text: str) -> timedelta:
 
 def parse_span(text: str) -> timedelta:
     """A positive length of time for a setting (``10m``, ``90d``, ``30s``): no upper bound."""
-    match = _DURATION.match(text.strip().lower())
-    if not text.strip() or not match:
-        raise BadInput(f"{text!r} is not a duration (try 30s, 10m, 2h or 90d)")
-    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    value = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-    if value <= timedelta(0):
-        raise BadInput("must be longer than zero")
-    return value
+    return _parse(text, "30s, 10m, 2h or 90d", "must be longer than zero")
 
 
 def looks_like_duration(text: str) -> bool:

@@ -60,26 +60,26 @@ def parse(text: str) -> Command:
             raise BadInput(f"the reason is too long ({MAX_REASON} characters at most)")
         return Command("pause", duration=duration, reason=reason)
     if verb == "history":
-        if len(rest) > 1 or (rest and not (rest[0].isascii() and rest[0].isdigit() and len(rest[0]) < 4)):
-            raise BadInput("`history` takes at most one number: `/foojob history 20`")
-        limit = int(rest[0]) if rest else 10
-        if not 1 <= limit <= MAX_HISTORY:
-            raise BadInput(f"`history` shows 1 to {MAX_HISTORY} runs")
-        return Command("history", limit=limit)
+        return Command("history", limit=_count(rest, "history", default=10, most=MAX_HISTORY, what="runs"))
     if verb == "schedule":
         return _schedule(rest)
     if verb == "next":
-        if len(rest) > 1 or (rest and not (rest[0].isascii() and rest[0].isdigit() and len(rest[0]) < 4)):
-            raise BadInput("`next` takes at most one number: `/foojob next 10`")
-        limit = int(rest[0]) if rest else 5
-        if not 1 <= limit <= MAX_NEXT:
-            raise BadInput(f"`next` shows 1 to {MAX_NEXT} fire times")
-        return Command("next", limit=limit)
+        return Command("next", limit=_count(rest, "next", default=5, most=MAX_NEXT, what="fire times"))
     if verb in ("run-now", "resume", "status", "help", "skip", "unskip"):
         if rest:
             raise BadInput(f"`{verb}` takes nothing after it")
         return Command(verb)  # type: ignore[arg-type]
     raise BadInput(f"I don't know `{truncate_word(words[0])}`")
+
+
+def _count(rest: list[str], verb: str, *, default: int, most: int, what: str) -> int:
+    """The optional number after ``history`` or ``next``."""
+    if len(rest) > 1 or (rest and not (rest[0].isascii() and rest[0].isdigit() and len(rest[0]) < 4)):
+        raise BadInput(f"`{verb}` takes at most one number: `/foojob {verb} {default * 2}`")
+    count = int(rest[0]) if rest else default
+    if not 1 <= count <= most:
+        raise BadInput(f"`{verb}` shows 1 to {most} {what}")
+    return count
 
 
 def _schedule(words: list[str]) -> Command:
