@@ -29,6 +29,8 @@ import time
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,20 @@ class _Guard(asyncio.Protocol):
         self._inner.resume_writing()
 
 
+class _JsonErrors(RequestHandler):
+    """aiohttp answers a request it cannot parse (a header over 8 KiB, bad chunking) in plain
+    text, before any handler runs: the same answer here, as ``{"error": …}`` like every other."""
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        response = super().handle_error(request, status, exc, message)
+        if status >= 500:
+            return response
+        answer = web.json_response({"error": (message or "bad request").splitlines()[0][:200]}, status=status)
+        answer.force_close()
+        return answer
+
+
 class _Refuse(asyncio.Protocol):
     def __init__(self, door: GuardedServer) -> None:
         self._door = door
@@ -172,7 +188,9 @@ class GuardedServer:
             log.warning("closed the oldest connection still to send a request: %d are open, the most this "
                         "process takes", self.live)
             next(iter(self.waiting)).evict()
-        return _Guard(self, self._server())
+        # web.Server() would build aiohttp's RequestHandler; ours differs only in its error page.
+        # (_loop and _kwargs: what web.Server.__call__ itself passes, aiohttp 3.x.)
+        return _Guard(self, _JsonErrors(self._server, loop=self._server._loop, **self._server._kwargs))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._server, name)

@@ -194,3 +194,37 @@ async def test_the_cli_never_shows_a_traceback_for_what_a_user_can_do(db_url: st
     bad = await asyncio.to_thread(subprocess.run, [sys.executable.encode(), b"-m", b"bot", b"pause", b"\xff\xfe"],
                                   cwd=ROOT, env=env, capture_output=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.decode().strip() == "foojob: an argument is not valid UTF-8 text"
+
+
+async def test_slack_unreachable_is_one_warning_line_an_attempt(spawn: Spawner, db_url: str,
+                                                               http: aiohttp.ClientSession) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON, SLACK_BOT_TOKEN="xoxb-1-token",
+                      SLACK_APP_TOKEN="xapp-1-token", SLACK_API_URL=f"http://127.0.0.1:{closed}/api/",
+                      LOG_LEVEL="INFO").started()
+    await svc.wait_log(r"WARNING bot.slack.bolt: Failed to connect", count=2, timeout=30)
+    status, health = await get_json(http, "GET", f"{svc.url}/healthz")
+    assert status == 200 and health["slack"] == "disconnected"  # 503 only after a minute down
+    assert await svc.stop() == 0
+    log = svc.stderr()
+    assert "Traceback" not in log and "ERROR" not in log
+    assert "Slack cannot be reached" in log
+
+
+async def test_malformed_http_is_one_log_line_a_minute_not_a_traceback_each(spawn: Spawner, db_url: str) -> None:
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON).started()
+    port = int(svc.url.rsplit(":", 1)[1])
+    for bad in (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n",
+                b"POST /pause HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n") * 10:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(bad)
+        await writer.drain()
+        answer = await reader.read(200)
+        writer.close()
+        assert re.match(rb"HTTP/1\.[01] 4\d\d ", answer) and b"application/json" in answer, answer
+    assert await svc.stop() == 0
+    log = svc.stderr()
+    assert "Traceback" not in log
+    assert sum("aiohttp.server" in line for line in log.splitlines()) <= 2

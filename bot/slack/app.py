@@ -65,6 +65,7 @@ async def check_tokens(bot_token: Secret, app_token: Secret, api_url: str, timeo
     A token Slack refuses raises ConfigError naming its variable (start-up stops, exit 2). Slack not
     reachable right now returns False after one warning line: the connection retries by itself.
     """
+    quiet_slack_sdk()
     checks: tuple[tuple[str, Callable[[], Awaitable[Any]]], ...] = (
         ("SLACK_BOT_TOKEN", lambda: AsyncWebClient(token=bot_token.reveal(), base_url=api_url,
                                                    timeout=int(timeout_s)).auth_test()),
@@ -84,6 +85,29 @@ async def check_tokens(bot_token: Secret, app_token: Secret, api_url: str, timeo
                         "background", api_url, type(exc).__name__)
             return False
     return True
+
+
+class _OneLineSlackLogs(logging.Filter):
+    """slack_sdk logs every failed connection attempt at ERROR with a traceback, and each of its
+    retries at INFO: Slack unreachable for an hour filled the log. One warning line an attempt,
+    naming the error, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("A retry handler found"):
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg, record.args = f"{message} ({type(record.exc_info[1]).__name__})", None
+            record.exc_info, record.exc_text = None, None
+        if record.levelno >= logging.ERROR and "connect" in message.lower():
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def quiet_slack_sdk() -> None:
+    one_line = _OneLineSlackLogs()
+    for name in ("bot.slack.bolt", "slack_sdk.web.async_base_client", "slack_sdk.socket_mode.aiohttp"):
+        logging.getLogger(name).addFilter(one_line)
 
 
 class SlackSurface:
