@@ -325,7 +325,8 @@ async def get_json(session: aiohttp.ClientSession, method: str, url: str, **kwar
 
 
 # The job's lock is held by a run in progress (any process; see sql/queries.sql).
-RUN_LOCK = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 7263520 AND granted"
+RUN_LOCK = ("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 7263520 AND granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
 
 
 async def run_in_progress(url: str, message: str = "a run in progress") -> None:
