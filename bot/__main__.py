@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from bot import __version__, logs
 from bot.config import Settings
-from bot.errors import AlreadyRunning, BadInput, ConfigError, DatabaseUnavailable, FoojobError
+from bot.errors import AlreadyRunning, BadInput, ConfigError, Conflict, DatabaseUnavailable, FoojobError
 from jobs import DEFAULT_JOB
 
 EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 1, 2, 3
@@ -136,7 +136,7 @@ async def _run(command: str, args: argparse.Namespace, settings: Settings) -> in
                 except FoojobError as exc:
                     logging.getLogger("bot.cli").warning("message left in the outbox: %s", exc)
             return status
-        except AlreadyRunning as exc:
+        except (AlreadyRunning, Conflict) as exc:  # busy, or not in a state for it (skip while paused)
             sys.stderr.write(f"foojob: {exc}\n")
             return EXIT_BUSY
         except BadInput as exc:

@@ -298,7 +298,7 @@ async def serve(settings: Settings) -> int:
             # "::" means every address, IPv6 and IPv4: asyncio sets IPV6_V6ONLY on an IPv6 socket,
             # so binding "::" alone would leave 127.0.0.1 unanswered; None binds both families.
             host = None if settings.host == "::" else settings.host
-            await web.TCPSite(http, host, settings.port).start()
+            await web.TCPSite(http, host, settings.port, backlog=http.backlog).start()
         except OSError as exc:
             raise FoojobError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror} "
                               "(another process has that port? set PORT)") from None
@@ -329,6 +329,7 @@ async def serve(settings: Settings) -> int:
             started = asyncio.get_running_loop().time()
             schedules = {job: await _answered(lambda job=job: core.control.reconcile(job), started)  # type: ignore[misc]
                          for job in core.control.jobs}
+            core.metrics.know_jobs(core.control.jobs)
             watcher = Watcher(core.control, core.notifier, settings.timezone, settings.late_after, core.metrics)
             stack.push_async_callback(watcher.close)
             core.runner.watch = watcher

@@ -162,7 +162,11 @@ class Control:
         schedule; ``timezone`` None: the current zone. Raises BadInput naming a bad field or zone."""
         self._check_job(job)
         self._proposal(job, cron, timezone, self._tz)  # bad input is refused before any I/O
-        current = await self.schedule(job)
+        async with self._conn() as conn:
+            row = await conn.fetchrow(self._q["job_state"], job)
+        current = self._schedule(job, row)
+        if cron is None:
+            return current, self._recorded_config(job, row)
         return current, self._proposal(job, cron, timezone, current.tz)
 
     def _proposal(self, job: str, cron: str | None, timezone: str | None, current_tz: ZoneInfo) -> Schedule:
@@ -179,21 +183,34 @@ class Control:
         replica. The same schedule again changes nothing."""
         self._check_job(job)
         self._proposal(job, cron, timezone, self._tz)  # bad input is refused before any I/O
-        return await self._change(job, by, lambda current: self._proposal(job, cron, timezone, current.tz),
+        return await self._change(job, by, lambda current, _row: self._proposal(job, cron, timezone, current.tz),
                                   "runtime", "schedule-set")
 
     async def reset_schedule(self, job: str, *, by: str) -> Schedule:
-        """Back to the configured schedule (FOOJOB_CRON, FOOJOB_TIMEZONE)."""
+        """Back to the configured schedule: the one the services were last started with, as the
+        database recorded it (not this process's own FOOJOB_CRON: a CLI next to the service, or a
+        replica in the middle of a rolling deploy, may have other variables)."""
         self._check_job(job)
-        return await self._change(job, by, lambda current: self.configured(job), "config", "schedule-reset")
+        return await self._change(job, by, lambda _current, row: self._recorded_config(job, row), "config",
+                                  "schedule-reset")
 
-    async def _change(self, job: str, by: str, make: Callable[[Schedule], Schedule], source: Source,
-                      action: str) -> Schedule:
+    def _recorded_config(self, job: str, row: Mapping[str, Any] | None) -> Schedule:
+        if row is not None and row["configured_cron"] is not None:
+            try:
+                return Schedule(job, parse_cron(row["configured_cron"]), parse_zone(row["configured_timezone"]),
+                                "config", None, None, 0)
+            except BadInput:
+                pass
+        return self.configured(job)
+
+    async def _change(self, job: str, by: str, make: Callable[[Schedule, Mapping[str, Any]], Schedule],
+                      source: Source, action: str) -> Schedule:
         after_commit: AfterCommit = _nothing
         async with self._conn() as conn, conn.transaction():
             await conn.execute(self._q["ensure_job_state"], job)
-            current = self._schedule(job, await conn.fetchrow(self._q["lock_job_state"], job))
-            new = make(current)
+            row = await conn.fetchrow(self._q["lock_job_state"], job)
+            current = self._schedule(job, row)
+            new = make(current, row)
             if new.same_as(current) and current.source == source:
                 return current
             after_commit = await self._write_schedule(conn, current, new, source, by, action, configured=None)
@@ -226,9 +243,11 @@ class Control:
         async with self._conn() as conn, conn.transaction():
             await conn.execute(self._q["ensure_job_state"], job)
             row = await conn.fetchrow(self._q["lock_job_state"], job)
-            if row["cron"] is None or row["configured_cron"] is None:
+            if row["cron"] is None:
                 await conn.execute(self._q["remember_configured"], job, configured.cron, configured.timezone,
                                    datetime.now(UTC))
+            elif row["configured_cron"] is None:  # set from the CLI before any service started: it stays
+                await conn.execute(self._q["remember_configured_only"], job, configured.cron, configured.timezone)
             elif not (same_expression(row["configured_cron"], configured.cron)
                       and row["configured_timezone"] == configured.timezone):
                 current = self._schedule(job, row)

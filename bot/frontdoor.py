@@ -78,7 +78,7 @@ def quiet_client_errors() -> None:
     """What aiohttp and asyncio log for a client's doing (malformed requests, connections reset,
     accept() running out of descriptors) becomes one line a minute per kind."""
     limiter = OncePerMinute()
-    for name in ("aiohttp.server", "aiohttp.access", "asyncio", __name__):
+    for name in ("aiohttp.server", "aiohttp.access", "asyncio", "asyncpg.pool", __name__):
         logging.getLogger(name).addFilter(limiter)
 
 
@@ -204,6 +204,9 @@ class GuardedRunner(web.AppRunner):
         super().__init__(app, keepalive_timeout=KEEPALIVE_S, **kwargs)
         self._max_connections = max_connections or default_max_connections()
         self._header_timeout_s = header_timeout_s
+        # asyncio accepts up to `backlog` connections in one go before any of them is looked at:
+        # a burst must not run past the cap by more than that.
+        self.backlog = max(8, min(128, self._max_connections // 2))
 
     async def _make_server(self) -> web.Server:
         inner = await super()._make_server()

@@ -200,10 +200,18 @@ def _cross_site(request: web.Request) -> str | None:
     if not _local_name(host, request.app[BOUND_HOST]):
         return f"Host {host[:60]!r} is not this machine's name or address"
     if origin is not None:
-        parts = origin.strip().lower().partition("://")
-        if not parts[1] or _host_name(parts[2].split("/")[0]) != host:
+        # Another port is another site to a browser: compare host and port, as given.
+        scheme, sep, rest = origin.strip().lower().partition("://")
+        default = {"http": ":80", "https": ":443"}.get(scheme, "")
+        seen = request.headers.get("Host", "").strip().lower()
+        if not sep or _with_port(rest.split("/")[0], default) != _with_port(seen, default):
             return f"Origin {origin[:60]!r} is another site"
     return None
+
+
+def _with_port(netloc: str, default: str) -> str:
+    has_port = netloc.rsplit("]", 1)[-1].count(":") == 1 if netloc.startswith("[") else netloc.count(":") == 1
+    return netloc if has_port else netloc + default
 
 
 def protected(handler: Handler) -> Handler:

@@ -62,6 +62,12 @@ class Metrics:
                                           registry=self.registry)
         Info("foojob_build", "Build information", registry=self.registry).info({"version": version})
 
+    def know_jobs(self, jobs: list[str]) -> None:
+        """Create each job's counters at 0, so that ``increase()`` sees their first event."""
+        for job in jobs:
+            self.run_timeouts.labels(job)
+            self.missed_fires.labels(job)
+
     def observe_run(self, run: RunRecord) -> None:
         self.runs.labels(run.job, run.trigger, run.status).inc()
         if run.duration is not None:

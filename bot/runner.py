@@ -157,8 +157,8 @@ class Runner:
             # Not a message per fire: the watcher says it once for the outage (and once when it ends).
             if self.watch is not None:
                 self.watch.unreachable(job.name, trigger, scheduled_for, message)
-            if self.pings is not None and scheduled_for is not None:
-                self.pings.failed(_run_key(job.name, scheduled_for), message)
+            # No /fail ping: the fire never started (no /start), every replica would send one, and a
+            # paused job must say nothing; Healthchecks notices the missing success by itself.
             raise DatabaseUnavailable(message) from exc
         if self.watch is not None:
             self.watch.reachable()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from bot.cron import CronSchedule
 from bot.errors import BadInput, CronError
@@ -23,9 +23,15 @@ MAX_NEXT = 50
 _TICK = timedelta(microseconds=1)
 
 
+MAX_CRON = 200  # characters; a Slack button's value (which carries it) holds 2,000
+
+
 @lru_cache(maxsize=64)
 def parse_zone(text: str) -> ZoneInfo:
-    """An IANA zone, or BadInput naming the problem."""
+    """An IANA zone, or BadInput naming the problem. Names only: ``localtime`` (this host's own
+    setting, different on each host) is not one."""
+    if text not in _iana_names():
+        raise BadInput(f"timezone: unknown IANA time zone {text[:60]!r} (e.g. UTC, Europe/London)")
     try:
         return ZoneInfo(text)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
@@ -35,12 +41,20 @@ def parse_zone(text: str) -> ZoneInfo:
 @lru_cache(maxsize=64)
 def parse_cron(text: str) -> CronSchedule:
     """A crontab expression that fires at least once, or BadInput naming the field and the problem."""
+    if len(text) > MAX_CRON:
+        raise BadInput(f"cron: too long ({len(text)} characters; {MAX_CRON} at most)")
     try:
         schedule = CronSchedule.parse(text)
         schedule.next_after(datetime.now(UTC), ZoneInfo("UTC"))  # one that never fires is refused
     except CronError as exc:
         raise BadInput(f"cron: {exc}") from None
     return schedule
+
+
+@lru_cache(maxsize=1)
+def _iana_names() -> frozenset[str]:
+    # The host's TZPATH may also list files that are not zones of the IANA database.
+    return frozenset(available_timezones()) - {"localtime", "posixrules", "Factory"}
 
 
 def same_expression(a: str, b: str) -> bool:

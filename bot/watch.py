@@ -121,7 +121,7 @@ class Watcher:
             return
         log.warning("the database is back after %.0f s; fires missed meanwhile: %s",
                     (until - since).total_seconds(), dict(missed))
-        if self._metrics is not None:
+        if self._metrics is not None and self.speaker:  # once across replicas, like the message
             for job, count in missed.items():
                 self._metrics.missed_fires.labels(job).inc(count)
         if told and self.speaker:

@@ -85,7 +85,8 @@ LIMIT $2;
 SELECT job,
        paused AND (resume_at IS NULL OR resume_at > now()) AS paused,
        paused_by, paused_at, pause_reason, resume_at,
-       cron, timezone, schedule_source, schedule_set_by, schedule_set_at, schedule_version, skip_next
+       cron, timezone, schedule_source, schedule_set_by, schedule_set_at, schedule_version, skip_next,
+       configured_cron, configured_timezone
 FROM foojob_job_state WHERE job = $1;
 
 -- name: ensure_job_state
@@ -115,6 +116,11 @@ UPDATE foojob_job_state
 SET cron = $2, timezone = $3, schedule_source = 'config', schedule_set_by = NULL, schedule_set_at = $4,
     configured_cron = $2, configured_timezone = $3, schedule_version = schedule_version + 1, updated_at = now()
 WHERE job = $1;
+
+-- name: remember_configured_only
+-- The first start after a schedule was set (from the CLI) before any service ran: that runtime
+-- schedule stays; the configured one is remembered for the next deploy to compare with.
+UPDATE foojob_job_state SET configured_cron = $2, configured_timezone = $3, updated_at = now() WHERE job = $1;
 
 -- name: set_skip
 UPDATE foojob_job_state SET skip_next = $2, updated_at = now() WHERE job = $1;

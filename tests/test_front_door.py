@@ -127,6 +127,7 @@ async def test_no_web_page_can_act_without_a_token(spawn: Spawner, db_url: str, 
         {"Host": "attacker.example"},
         {"Origin": "http://attacker.example", "Content-Type": "text/plain"},
         {"Origin": "null"},
+        {"Origin": "http://localhost:3000", "Host": "localhost"},  # another port is another site
     ]
     for headers in forged:
         for method, path, body in (("POST", "/pause", '{"for": "366d"}'), ("POST", "/runNow", ""),

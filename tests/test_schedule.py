@@ -394,3 +394,44 @@ async def test_schedule_from_slack_preview_then_apply(spawn: Spawner, slack: Sla
     await replies(slack, env)
     assert (await state_row(db))["schedule_source"] == "config"
     assert [e[0] for e in await events(db)] == ["schedule-set", "skip", "unskip", "schedule-reset"]
+
+
+async def test_reset_goes_back_to_the_configured_schedule_the_database_recorded(db_url: str,
+                                                                                db: asyncpg.Connection) -> None:
+    service = {"DATABASE_URL": db_url, "FOOJOB_CRON": "*/3 * * * * *"}
+    # Before any service started, a schedule set from the CLI: the first start keeps it (it is no deploy).
+    assert run_cli("schedule", "set", "0 5 * * *", **service).returncode == 0
+    control = _core_control(db_url, "*/3 * * * * *")
+    async with control as ctl:
+        kept = await ctl.reconcile("foo")
+        assert (kept.cron, kept.source) == ("0 5 * * *", "runtime")
+    # A CLI with other variables (none: the default nightly) resets to what the services run with.
+    reset = run_cli("schedule", "reset", "--json", DATABASE_URL=db_url)
+    assert reset.returncode == 0, reset.stderr
+    assert json.loads(reset.stdout)["cron"] == "*/3 * * * * *"
+    # Skip while paused, from the CLI: one line, exit 3 (not the job's state to do it in).
+    assert run_cli("pause", DATABASE_URL=db_url).returncode == 0
+    skip = run_cli("skip", DATABASE_URL=db_url)
+    assert skip.returncode == 3 and skip.stderr.strip().splitlines() == [
+        "foojob: foo is paused: no fire is coming to skip (resume it first)"]
+
+
+class _core_control:
+    """A Control of a service started with ``cron`` as its FOOJOB_CRON, on its own pool."""
+
+    def __init__(self, db_url: str, cron: str) -> None:
+        self._db_url, self._cron = db_url, cron
+
+    async def __aenter__(self) -> Control:
+        from bot.db import create_pool
+        from bot.notify import SilentNotifier
+        from bot.runner import Runner
+        from jobs import JOBS
+
+        self._pool = await create_pool(self._db_url)
+        notifier = SilentNotifier()
+        runner = Runner(self._pool, Queries(), JOBS, notifier, TZ)
+        return Control(self._pool, Queries(), runner, {"foo": CronSchedule.parse(self._cron)}, TZ, notifier)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._pool.close()
