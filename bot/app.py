@@ -22,7 +22,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 import asyncpg
 from aiohttp import web
@@ -53,6 +54,7 @@ from bot.pings import make_pinger
 from bot.retention import Pruner
 from bot.runner import Policy, Runner
 from bot.scheduler import Scheduler
+from bot.tasks import Tasks
 from bot.timefmt import span
 from bot.watch import Watcher
 from jobs import JOBS
@@ -259,23 +261,6 @@ async def _goodbye(control: Control, replica: str, beating: asyncio.Task[None]) 
         await control.goodbye(replica)
 
 
-class _Tasks:
-    """Background tasks started from callbacks, kept so that shutdown can wait for them."""
-
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    def spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def cancel(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
 async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -322,12 +307,12 @@ async def serve(settings: Settings) -> int:
                 await asyncio.gather(starting, return_exceptions=True)
                 return 0
             core = starting.result()
-            tasks = _Tasks()
+            tasks = Tasks()
             stack.push_async_callback(tasks.cancel)
 
             # The effective schedules, after this start's configured ones have had their say.
             started = asyncio.get_running_loop().time()
-            schedules = {job: await _answered(lambda job=job: core.control.reconcile(job), started)  # type: ignore[misc]
+            schedules = {job: await _answered(partial(core.control.reconcile, job), started)
                          for job in core.control.jobs}
             core.metrics.know_jobs(core.control.jobs)
             watcher = Watcher(core.control, core.notifier, settings.timezone, settings.late_after, core.metrics)
@@ -385,7 +370,7 @@ async def serve(settings: Settings) -> int:
                 # A timed pause that ran out while no replica was up: record and announce it now.
                 with contextlib.suppress(DatabaseUnavailable):
                     await core.control.expire_pause(job)
-                state = await _answered(lambda job=job: core.control.state(job), started)  # type: ignore[misc]
+                state = await _answered(partial(core.control.state, job), started)
                 watcher.state_changed(state)
                 if state.paused:
                     until = f" until {state.resume_at.isoformat()}" if state.resume_at else " until resumed"

@@ -17,7 +17,7 @@ from urllib.parse import SplitResult, parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.cron import CronSchedule
-from bot.durations import parse_duration, parse_span
+from bot.durations import parse_span
 from bot.errors import BadInput, ConfigError, CronError
 from jobs import JOBS
 
@@ -247,7 +247,7 @@ def _grace(value: str) -> timedelta:
     if value == "0":
         return timedelta(0)
     try:
-        return parse_duration(value)
+        return parse_span(value)
     except BadInput as exc:
         raise ConfigError("FOOJOB_MISFIRE_GRACE", f"{exc} (or 0 for no catch-up)") from None
 

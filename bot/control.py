@@ -22,7 +22,7 @@ from bot.db import acquire
 from bot.errors import BadInput, Conflict, DatabaseUnavailable, UnknownJob
 from bot.messages import paused_message, resumed_message, schedule_changed_message, skip_message, unskip_message
 from bot.model import JobState, RunRecord, Status
-from bot.notify import AfterCommit, Message, Notifier, stage
+from bot.notify import AfterCommit, Message, Notifier, nothing, stage
 from bot.runner import Runner
 from bot.schedules import Schedule, Source, parse_cron, parse_zone, same_expression
 
@@ -91,7 +91,7 @@ class Control:
     async def resume(self, job: str, *, by: str) -> bool:
         """Resume the schedule (idempotent). Returns whether it was paused."""
         self._check_job(job)
-        after_commit = _nothing
+        after_commit = nothing
         async with self._conn() as conn, conn.transaction():
             changed = await conn.fetchval(self._q["resume_job"], job) is not None
             if changed:
@@ -106,7 +106,7 @@ class Control:
 
     async def expire_pause(self, job: str) -> bool:
         """End a timed pause whose time has come. Only one caller (replica) gets True."""
-        after_commit = _nothing
+        after_commit = nothing
         async with self._conn() as conn, conn.transaction():
             changed = await conn.fetchval(self._q["expire_pause"], job) is not None
             if changed:
@@ -205,7 +205,7 @@ class Control:
 
     async def _change(self, job: str, by: str, make: Callable[[Schedule, Mapping[str, Any]], Schedule],
                       source: Source, action: str) -> Schedule:
-        after_commit: AfterCommit = _nothing
+        after_commit: AfterCommit = nothing
         async with self._conn() as conn, conn.transaction():
             await conn.execute(self._q["ensure_job_state"], job)
             row = await conn.fetchrow(self._q["lock_job_state"], job)
@@ -239,7 +239,7 @@ class Control:
         stays. Replicas starting together take turns on the job's row: one of them makes the change."""
         self._check_job(job)
         configured = self.configured(job)
-        after_commit: AfterCommit = _nothing
+        after_commit: AfterCommit = nothing
         async with self._conn() as conn, conn.transaction():
             await conn.execute(self._q["ensure_job_state"], job)
             row = await conn.fetchrow(self._q["lock_job_state"], job)
@@ -262,7 +262,7 @@ class Control:
         """Skip the next fire (only that one); returns its instant. A skip already set answers the
         same instant and changes nothing. Raises Conflict while paused: there is nothing to skip."""
         self._check_job(job)
-        after_commit: AfterCommit = _nothing
+        after_commit: AfterCommit = nothing
         async with self._conn() as conn, conn.transaction():
             await conn.execute(self._q["ensure_job_state"], job)
             row = await conn.fetchrow(self._q["lock_job_state"], job)
@@ -294,7 +294,7 @@ class Control:
     async def unskip(self, job: str, *, by: str) -> datetime | None:
         """Clear the skip; returns the instant that will run again after all (None: no skip was set)."""
         self._check_job(job)
-        after_commit: AfterCommit = _nothing
+        after_commit: AfterCommit = nothing
         async with self._conn() as conn, conn.transaction():
             await conn.execute(self._q["ensure_job_state"], job)
             schedule = self._schedule(job, await conn.fetchrow(self._q["lock_job_state"], job))
@@ -331,14 +331,6 @@ class Control:
             segments.append((start, until, current))
         return segments
 
-    async def latest_fire_between(self, job: str, since: datetime, until: datetime) -> datetime | None:
-        """The latest fire instant in ``(since, until]`` of the schedule in force at that instant."""
-        for low, high, schedule in reversed(await self._segments(job, since, until)):
-            latest = schedule.expression.latest_between(low, high, schedule.tz)
-            if latest is not None and latest != schedule.skipped(since):
-                return latest
-        return None
-
     async def fires_between(self, job: str, since: datetime, until: datetime, cap: int) -> list[datetime]:
         """The fire instants in ``(since, until]`` of the schedules in force then (at most ``cap``),
         without a skipped one."""
@@ -369,7 +361,7 @@ class Control:
     async def report_missed(self, job: str, instants: list[datetime], reason: str, message: Message) -> bool:
         """Claim the report of missed fires (keyed by the first) and stage ``message``; False when
         another replica reported them, a run took the fire, or the job is paused or skipping it."""
-        after_commit: AfterCommit = _nothing
+        after_commit: AfterCommit = nothing
         async with self._conn() as conn, conn.transaction():
             claimed = await conn.fetchval(self._q["report_missed"], job, instants[0], reason, len(instants))
             if claimed:
@@ -466,8 +458,3 @@ class Control:
     def _changed(self, state: JobState) -> None:
         for listener in self._listeners:
             listener(state)
-
-
-def _nothing() -> None:
-    return None
-

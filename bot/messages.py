@@ -55,16 +55,18 @@ def run_result_message(run: RunRecord, tz: ZoneInfo, *, failures: int = 0, since
     FOOJOB_ALERT_AFTER, which pings ``mention``."""
     ok = run.status == "succeeded"
     icon = ":white_check_mark:" if ok else (":rotating_light:" if alert else ":x:")
-    headline = f"{run.job} {run.status} in {human_duration(run.duration)}"
+    outcome = f"{run.status} in {human_duration(run.duration)}"
+    headline = f"{run.job} {outcome}"
     over = f" over {human_duration(run.started_at - since)}" if since is not None else ""
     if ok and failures:
         icon, headline = ":large_green_circle:", f"{run.job} recovered after {_failures(failures)}{over}"
     elif alert:
         headline = f"{run.job} has failed {failures} times in a row{over}"
     elif not ok and failures > 1:
-        headline += f" ({_nth(failures)} failure in a row)"
+        outcome += f" ({_nth(failures)} failure in a row)"
+        headline = f"{run.job} {outcome}"
     ping = f"{mention} " if alert and mention else ""
-    head = f"*{headline}*" if alert or (ok and failures) else f"*{run.job}* {headline[len(run.job) + 1:]}"
+    head = f"*{headline}*" if alert or (ok and failures) else f"*{run.job}* {outcome}"
     when = human_time(run.scheduled_for, tz) if run.scheduled_for else None
     origin = f"{run.trigger} for {when}" if when else f"{run.trigger} by {who(run.triggered_by)}"
     detail = escape(json.dumps(run.result, ensure_ascii=False) if ok else (run.error or "failed"))

@@ -50,7 +50,8 @@ class Notifier(Protocol):
     async def aclose(self, within_s: float) -> None: ...
 
 
-def _nothing() -> None:
+def nothing() -> None:
+    """What to do after COMMIT when there is nothing to do."""
     return None
 
 
@@ -83,7 +84,7 @@ class SilentNotifier:
     """CLI commands without a webhook: the command prints its own answer."""
 
     def in_transaction(self, message: Message) -> tuple[dict[str, Any] | None, AfterCommit]:
-        return None, _nothing
+        return None, nothing
 
     def publish_now(self, message: Message) -> None:
         return None
@@ -99,7 +100,7 @@ class OutboxNotifier:
         self._url = url
         self._direct: set[asyncio.Task[None]] = set()
         # Set by the service to wake its outbox dispatcher once the message is committed.
-        self.on_committed: AfterCommit = _nothing
+        self.on_committed: AfterCommit = nothing
 
     def in_transaction(self, message: Message) -> tuple[dict[str, Any] | None, AfterCommit]:
         return message.payload(), self.on_committed

@@ -41,8 +41,8 @@ from bot.errors import AlreadyRunning, BadInput, DatabaseUnavailable, UnknownJob
 from bot.messages import run_result_message, truncate
 from bot.metrics import Metrics
 from bot.model import Job, JobContext, RunRecord, Trigger
-from bot.notify import Message, Notifier
-from bot.schedules import parse_cron, parse_zone
+from bot.notify import Message, Notifier, nothing
+from bot.schedules import fires_at, parse_cron, parse_zone
 from bot.timefmt import span
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class Policy:
 class Watch(Protocol):
     """Told of fires that did not run and of the database coming and going (``bot.watch``)."""
 
-    def gave_up(self, job: str, instant: datetime, reason: str) -> None: ...
+    def missed(self, job: str, instants: list[datetime], reason: str) -> None: ...
 
     def unreachable(self, job: str, trigger: Trigger, scheduled_for: datetime | None, error: str) -> None: ...
 
@@ -92,10 +92,6 @@ class Pings(Protocol):
 
 class _ConnectionLost(Exception):
     """The run's connection died while the job was running."""
-
-
-def _nothing() -> None:
-    return None
 
 
 def _run_key(job: str, scheduled_for: datetime) -> str:
@@ -195,8 +191,8 @@ class Runner:
                                 job.name, scheduled_for, SCHEDULED_LOCK_WAIT,
                                 extra=_fire_fields(job.name, trigger, scheduled_for, "given-up"))
                     if self.watch is not None and scheduled_for is not None:
-                        self.watch.gave_up(job.name, scheduled_for,
-                                           f"waited {SCHEDULED_LOCK_WAIT} for a run in progress")
+                        self.watch.missed(job.name, [scheduled_for],
+                                          f"waited {SCHEDULED_LOCK_WAIT} for a run in progress")
                     return None
                 await conn.execute(q["set_lock_timeout"], "0")
                 state = await conn.fetchrow(q["job_state"], job.name)
@@ -256,7 +252,7 @@ class Runner:
                                triggered_by=triggered_by)
             # The message is part of the run: committed with it (same statement), or not at all.
             message = self._message(record, claim["failures"], claim["since"])
-            payload, after_commit = self._notifier.in_transaction(message) if message else (None, _nothing)
+            payload, after_commit = self._notifier.in_transaction(message) if message else (None, nothing)
             await conn.execute(q["finish_run"], run_id, record.status, result, error, record.finished_at, payload)
         after_commit()
         if self.pings is not None and scheduled_for is not None:
@@ -290,11 +286,10 @@ class Runner:
         if (trigger == "schedule" and version is not None and state["cron"] is not None
                 and state["schedule_version"] != version):
             try:
-                schedule = parse_cron(state["cron"])
-                tz = parse_zone(state["timezone"])
+                expression, tz = parse_cron(state["cron"]), parse_zone(state["timezone"])
             except BadInput:
                 return None
             assert scheduled_for is not None
-            if schedule.next_after(scheduled_for - timedelta(microseconds=1), tz) != scheduled_for:
+            if not fires_at(expression, tz, scheduled_for):
                 return "unscheduled", "no longer scheduled (the schedule changed)"
         return None

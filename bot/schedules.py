@@ -51,6 +51,11 @@ def parse_cron(text: str) -> CronSchedule:
     return schedule
 
 
+def fires_at(expression: CronSchedule, tz: ZoneInfo, instant: datetime) -> bool:
+    """Whether ``instant`` is one of the expression's fires in ``tz``."""
+    return expression.next_after(instant - _TICK, tz) == instant
+
+
 @lru_cache(maxsize=1)
 def _iana_names() -> frozenset[str]:
     # The host's TZPATH may also list files that are not zones of the IANA database.
@@ -99,10 +104,6 @@ class Schedule:
             if after != skipped:
                 out.append(after)
         return out
-
-    def fires_at(self, instant: datetime) -> bool:
-        """Whether ``instant`` is one of this schedule's fires."""
-        return self.expression.next_after(instant - _TICK, self.tz) == instant
 
     def same_as(self, other: Schedule) -> bool:
         return same_expression(self.cron, other.cron) and self.timezone == other.timezone

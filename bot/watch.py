@@ -26,7 +26,6 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.control import Control
@@ -35,6 +34,7 @@ from bot.messages import back_message, missed_message, outage_message
 from bot.metrics import Metrics
 from bot.model import JobState, Trigger
 from bot.notify import Notifier
+from bot.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class Watcher:
         self._tz = timezone
         self._late_after = late_after
         self._metrics = metrics
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = Tasks()
         self._paused: dict[str, bool] = {}
         # Whether this replica speaks during an outage (the last heartbeat says; alone, it does).
         self.speaker = True
@@ -64,13 +64,10 @@ class Watcher:
     def state_changed(self, state: JobState) -> None:
         self._paused[state.job] = state.paused
 
-    def gave_up(self, job: str, instant: datetime, reason: str) -> None:
-        self.missed(job, [instant], reason)
-
     def missed(self, job: str, instants: list[datetime], reason: str) -> None:
         """Fires of ``job`` this process did not run; reported if no replica did."""
         if instants:
-            self._spawn(self._report(job, sorted(instants), reason))
+            self._tasks.spawn(self._report(job, sorted(instants), reason))
 
     def unreachable(self, job: str, trigger: Trigger, scheduled_for: datetime | None, error: str) -> None:
         if self._outage_since is None:
@@ -86,7 +83,7 @@ class Watcher:
         if self._outage_since is not None:
             since, told = self._outage_since, self._outage_told
             self._outage_since, self._outage_told = None, False
-            self._spawn(self._back(since, told))
+            self._tasks.spawn(self._back(since, told))
 
     # -- reports ----------------------------------------------------------------------------
 
@@ -130,12 +127,5 @@ class Watcher:
             except DatabaseUnavailable:
                 log.warning("could not announce that the database is back: it went away again")
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel()

@@ -64,12 +64,11 @@ async def test_a_thousand_idle_connections_cannot_starve_it(spawn: Spawner, db_u
                                                            http: aiohttp.ClientSession) -> None:
     svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON="* * * * * *", preexec_fn=_few_descriptors).started()
     port = int(svc.url.rsplit(":", 1)[1])
-    idle: list[asyncio.StreamWriter] = []
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     try:
         for _ in range(1000):  # idle sockets that never send a byte
             with contextlib.suppress(OSError):
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                idle.append(writer)
+                idle.append(await asyncio.open_connection("127.0.0.1", port))
         runs_before = await db.fetchval("SELECT count(*) FROM foojob_runs")
         # With them all attempted: the service answers, and the schedule still fires.
         status, health = await get_json(http, "GET", f"{svc.url}/healthz")
@@ -79,7 +78,7 @@ async def test_a_thousand_idle_connections_cannot_starve_it(spawn: Spawner, db_u
         await wait_until(lambda: _closed_by_peer(idle) > len(idle) * 0.9, timeout=15,
                          message="the idle connections closed by the service")
     finally:
-        for writer in idle:
+        for _, writer in idle:
             writer.close()
     assert (await get_json(http, "GET", f"{svc.url}/healthz"))[0] == 200
     assert await svc.stop() == 0
@@ -93,18 +92,8 @@ async def _more_runs(db: asyncpg.Connection, at_least: int) -> bool:
     return bool(await db.fetchval("SELECT count(*) FROM foojob_runs") >= at_least)
 
 
-def _closed_by_peer(writers: list[asyncio.StreamWriter]) -> int:
-    closed = 0
-    for writer in writers:
-        transport = writer.transport
-        if transport.is_closing() or writer.transport.get_extra_info("socket") is None:
-            closed += 1
-            continue
-        reader_eof = getattr(writer, "_protocol", None)
-        stream_reader = getattr(reader_eof, "_stream_reader", None)
-        if stream_reader is not None and stream_reader.at_eof():
-            closed += 1
-    return closed
+def _closed_by_peer(connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]) -> int:
+    return sum(1 for reader, writer in connections if reader.at_eof() or writer.transport.is_closing())
 
 
 async def test_host_colon_colon_listens_on_ipv6_and_ipv4(spawn: Spawner, db_url: str,
