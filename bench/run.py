@@ -42,7 +42,10 @@ SERVICE_VARS = ("DATABASE_URL", "FOOJOB_DATA_DIR", "FOOJOB_CRON", "FOOJOB_TIMEZO
                 "SLACK_APP_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_API_URL", "SLACK_ALLOWED_USERS", "HOST",
                 "PORT", "CONTROL_API_TOKEN", "LOG_LEVEL", "LOG_FORMAT", "FOOJOB_MISFIRE_GRACE")
 NEVER = "0 0 1 1 *"
-N_FLOOR, N_RUN_NOW, FIRE_SECONDS, ACK_IN_FLIGHT, ACK_ROUNDS = 1000, 500, 30, 50, 4
+N_FLOOR, N_RUN_NOW, RUN_NOW_ROUNDS, ACK_IN_FLIGHT, ACK_ROUNDS = 1000, 500, 3, 50, 4
+SCALE_SECONDS, IDLE_SECONDS, BARE_SECONDS = 30, 60, 10
+WARM_S = 11  # from start-up to a window: see scaling()
+REPLICAS_SCALE, JOBS_SCALE, JOBS_REPLICAS = (1, 3, 5), (1, 10, 50), 3
 
 
 def pct(values: list[float], p: float) -> float:
@@ -114,12 +117,13 @@ async def sink() -> AsyncIterator[str]:
 # -- service processes --------------------------------------------------------------------------
 
 class Service:
-    def __init__(self, **env: str) -> None:
+    def __init__(self, script: str | None = None, **env: str) -> None:
         full = {k: v for k, v in os.environ.items() if k not in SERVICE_VARS}
         full.update({"HOST": "127.0.0.1", "PORT": "0", "LOG_LEVEL": "INFO", **env})
         self.log = tempfile.NamedTemporaryFile(prefix="foojob-bench-", suffix=".log", delete=False)  # noqa: SIM115
         self.started_at = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=full, stdout=subprocess.DEVNULL,
+        argv = [sys.executable, script] if script else [sys.executable, "-m", "bot"]
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=full, stdout=subprocess.DEVNULL,
                                      stderr=self.log, stdin=subprocess.DEVNULL)
         self.url = ""
 
@@ -148,6 +152,10 @@ class Service:
     def rss_mb(self) -> float:
         return psutil.Process(self.proc.pid).memory_info().rss / 2**20
 
+    def cpu_s(self) -> float:
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return float(times.user + times.system)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -159,8 +167,9 @@ class Service:
 
 
 @asynccontextmanager
-async def services(n: int, http: aiohttp.ClientSession, **env: str) -> AsyncIterator[list[Service]]:
-    started = [Service(**env) for _ in range(n)]
+async def services(n: int, http: aiohttp.ClientSession, script: str | None = None,
+                   **env: str) -> AsyncIterator[list[Service]]:
+    started = [Service(script, **env) for _ in range(n)]
     try:
         for svc in started:
             await svc.healthy(http)
@@ -207,18 +216,154 @@ async def floor_post(http: aiohttp.ClientSession, url: str) -> list[float]:
     return await timed(N_FLOOR, post)
 
 
-async def fire_lags(db: str) -> list[float]:
-    conn = await asyncpg.connect(db)
+# -- scaling: replicas, jobs, idle ------------------------------------------------------------
+
+REPLICA = str(ROOT / "bench" / "replica.py")  # python -m bot, plus BENCH_JOBS-1 no-op jobs
+EVERY_SECOND = "* * * * * *"
+NIGHTLY = ""  # FOOJOB_CRON unset: the default, 1 0 * * *
+
+
+async def transactions(admin: asyncpg.Connection, db: str) -> int:
+    """Transactions committed and rolled back in ``db`` so far. PostgreSQL adds a backend's counts
+    at most once a second (an idle one's within 10 s), so a window's figure is good to about a
+    second's worth of each backend's work at either end."""
+    name = db.rsplit("/", 1)[1]
+    return int(await admin.fetchval("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1",
+                                    name))
+
+
+class Connections:
+    """Samples, every 0.2 s on a connection of its own, how many connections each foojob process
+    holds to ``db`` (``application_name`` is ``foojob:<pid>``)."""
+
+    def __init__(self, server: str, db: str) -> None:
+        self._server, self._name = server, db.rsplit("/", 1)[1]
+        self.most: dict[str, int] = {}
+        self.samples: list[int] = []  # connections per process, each sample of each process
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self, conn: asyncpg.Connection) -> None:
+        while True:
+            rows = await conn.fetch(
+                "SELECT application_name AS app, count(*) AS n FROM pg_stat_activity "
+                "WHERE datname = $1 AND application_name LIKE 'foojob:%' GROUP BY 1", self._name)
+            for row in rows:
+                self.most[row["app"]] = max(self.most.get(row["app"], 0), row["n"])
+                self.samples.append(row["n"])
+            await asyncio.sleep(0.2)
+
+    async def __aenter__(self) -> Connections:
+        self._conn = await asyncpg.connect(self._server)
+        self._task = asyncio.create_task(self._run(self._conn))
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._conn.close()
+
+    @property
+    def max_per_process(self) -> int:
+        return max(self.most.values(), default=0)
+
+    @property
+    def mean_per_process(self) -> float:
+        return sum(self.samples) / len(self.samples) if self.samples else 0.0
+
+
+async def _until_mid_second() -> float:
+    """Sleep to the middle of a wall-clock second (between two fires); the time then."""
+    now = time.time()
+    await asyncio.sleep((math.floor(now) + 1.5 - now) % 1.0 or 1.0)
+    return time.time()
+
+
+async def scaling(server: str, http: aiohttp.ClientSession, replicas: int, jobs: int,
+                  seconds: int = SCALE_SECONDS) -> dict[str, Any]:
+    """``replicas`` processes, ``jobs`` jobs each on a 1-second schedule, for ``seconds``: fire lag,
+    fires run (exactly once?), transactions, connections and CPU, over a window that starts once
+    every job has run."""
+    admin = await asyncpg.connect(server)
     try:
-        rows = await conn.fetch("SELECT extract(epoch FROM started_at - scheduled_for) AS lag FROM foojob_runs "
-                                "WHERE trigger = 'schedule' ORDER BY scheduled_for")
+        async with scratch_db(server) as db:
+            async with services(replicas, http, REPLICA, DATABASE_URL=db, FOOJOB_CRON=EVERY_SECOND,
+                                BENCH_JOBS=str(jobs)) as running:
+                healthy = time.monotonic()
+                probe = await asyncpg.connect(db)
+                try:
+                    deadline = time.monotonic() + 30
+                    while (await probe.fetchval("SELECT count(DISTINCT job) FROM foojob_runs") < jobs
+                           and time.monotonic() < deadline):
+                        await asyncio.sleep(0.2)
+                finally:
+                    await probe.close()
+                # Start-up's extra connections (the first retention pass, the bench's own /healthz
+                # polls) close after 10 s idle (bot.db.POOL_IDLE_S), and its counts reach
+                # pg_stat_database within 10 s: the window begins after both.
+                await asyncio.sleep(max(1.0, WARM_S - (time.monotonic() - healthy)))
+                t0 = await _until_mid_second()
+                tx0, cpu0 = await transactions(admin, db), [s.cpu_s() for s in running]
+                async with Connections(server, db) as connections:
+                    await asyncio.sleep(seconds)
+                t1 = time.time()
+                tx1, cpu1 = await transactions(admin, db), [s.cpu_s() for s in running]
+            conn = await asyncpg.connect(db)
+            try:
+                rows = await conn.fetch(
+                    "SELECT job, scheduled_for, count(*) AS runs, "
+                    "min(extract(epoch FROM started_at - scheduled_for)) AS lag FROM foojob_runs "
+                    "WHERE trigger = 'schedule' AND scheduled_for > to_timestamp($1) "
+                    "AND scheduled_for <= to_timestamp($2) GROUP BY 1, 2",
+                    t0, t1)
+            finally:
+                await conn.close()
     finally:
-        await conn.close()
-    return [float(r["lag"]) for r in rows][1:]  # the first fire can race the start-up
+        await admin.close()
+    expected = jobs * (math.floor(t1) - math.floor(t0))
+    lags = [float(r["lag"]) for r in rows]
+    fires = len(rows)
+    cpu = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+    return {
+        "replicas": replicas, "jobs": jobs, "seconds": round(t1 - t0, 3),
+        "fires_expected": expected, "fires_run": fires, "missing": expected - fires,
+        "duplicates": sum(r["runs"] - 1 for r in rows),
+        "lag_p50": ms(pct(lags, 50)), "lag_p99": ms(pct(lags, 99)), "lag_max": ms(max(lags)),
+        "transactions": tx1 - tx0,
+        "tx_per_fire": round((tx1 - tx0) / max(expected, 1), 3),
+        "tx_per_replica_per_fire": round((tx1 - tx0) / max(expected, 1) / replicas, 3),
+        "connections_max": connections.max_per_process,
+        "connections_mean": round(connections.mean_per_process, 2),
+        "cpu_s_per_replica": [round(c, 3) for c in cpu],
+        "cpu_ms_per_fire_per_replica": round(sum(cpu) / replicas / max(expected, 1) * 1000, 3),
+    }
 
 
-async def bare_apscheduler(seconds: int) -> list[float]:
-    """The same 1-second cron in a bare AsyncIOScheduler: the floor of a scheduled fire's lag."""
+
+
+async def idle(server: str, http: aiohttp.ClientSession, hook: str, seconds: int = IDLE_SECONDS) -> dict[str, Any]:
+    """One replica with the default nightly schedule and a webhook, doing nothing for ``seconds``."""
+    admin = await asyncpg.connect(server)
+    try:
+        async with scratch_db(server) as db, services(1, http, DATABASE_URL=db, SLACK_WEBHOOK_URL=hook) as (svc,):
+            await asyncio.sleep(WARM_S)
+            tx0, cpu0, t0 = await transactions(admin, db), svc.cpu_s(), time.monotonic()
+            async with Connections(server, db) as connections:
+                await asyncio.sleep(seconds)
+            tx1, cpu1, t1 = await transactions(admin, db), svc.cpu_s(), time.monotonic()
+            rss = svc.rss_mb()
+    finally:
+        await admin.close()
+    return {"seconds": round(t1 - t0, 3), "transactions": tx1 - tx0,
+            "tx_per_min": round((tx1 - tx0) * 60 / (t1 - t0), 2),
+            "connections_max": connections.max_per_process,
+            "connections_mean": round(connections.mean_per_process, 2),
+            "cpu_percent": round((cpu1 - cpu0) / (t1 - t0) * 100, 3), "rss_mb": round(rss, 1)}
+
+
+async def bare_apscheduler(seconds: int, jobs: int = 1) -> list[float]:
+    """The same 1-second cron in a bare AsyncIOScheduler, ``jobs`` times over: the floor of a
+    scheduled fire's lag."""
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
     from apscheduler.triggers.cron import CronTrigger
 
@@ -229,11 +374,37 @@ async def bare_apscheduler(seconds: int) -> list[float]:
         lags.append(now.timestamp() - int(now.timestamp()))
 
     scheduler = AsyncIOScheduler(timezone=UTC)
-    scheduler.add_job(job, CronTrigger(second="*", timezone=UTC), misfire_grace_time=None)
+    for _ in range(jobs):
+        scheduler.add_job(job, CronTrigger(second="*", timezone=UTC), misfire_grace_time=None)
+    await _until_mid_second()
     scheduler.start()
     await asyncio.sleep(seconds)
     scheduler.shutdown(wait=False)
-    return lags[1:]
+    return lags[jobs:]
+
+
+async def run_now_round(server: str, http: aiohttp.ClientSession, hook: str) -> dict[str, float]:
+    """The floors (a raw asyncpg transaction, a raw aiohttp POST), then POST /runNow, back to back."""
+    async with scratch_db(server) as db:
+        txn = await floor_txn(db)
+    post = await floor_post(http, hook)
+    async with scratch_db(server) as db:
+        svc = Service(DATABASE_URL=db, FOOJOB_CRON=NEVER, SLACK_WEBHOOK_URL=hook)
+        try:
+            await svc.healthy(http)
+
+            async def run_now() -> None:
+                async with http.post(f"{svc.url}/runNow") as resp:
+                    assert resp.status == 200, await resp.text()
+
+            runs = await timed(N_RUN_NOW, run_now)
+        finally:
+            svc.stop()
+    floor = pct(txn, 50) + pct(post, 50)
+    return {"floor_txn_p50": ms(pct(txn, 50)), "floor_txn_p99": ms(pct(txn, 99)),
+            "floor_post_p50": ms(pct(post, 50)), "floor_post_p99": ms(pct(post, 99)),
+            "run_now_p50": ms(pct(runs, 50)), "run_now_p99": ms(pct(runs, 99)),
+            "ratio": round(pct(runs, 50) / floor, 3)}
 
 
 async def ack_latencies(server: str, http: aiohttp.ClientSession) -> list[float]:
@@ -259,134 +430,247 @@ async def ack_latencies(server: str, http: aiohttp.ClientSession) -> list[float]
         await sim.stop()
 
 
-async def main() -> int:
-    figures: dict[str, float] = {}
+PHASES = ("run-now", "startup", "bare", "replicas", "jobs", "idle", "ack", "embedded")
+
+
+async def main(only: set[str]) -> int:
+    figures: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     async with postgres() as server, aiohttp.ClientSession() as http, sink() as hook:
         admin = await asyncpg.connect(server)
         version = await admin.fetchval("SHOW server_version")
         await admin.close()
-        print(f"PostgreSQL {version}; measuring (about two minutes and a half)…", flush=True)
+        print(f"PostgreSQL {version}; measuring {', '.join(p for p in PHASES if p in only)} "
+              "(about five minutes for all)…", flush=True)
 
-        async with scratch_db(server) as db:
-            txn = await floor_txn(db)
-        post = await floor_post(http, hook)
-        figures |= {"floor_txn_p50": ms(pct(txn, 50)), "floor_txn_p99": ms(pct(txn, 99)),
-                    "floor_post_p50": ms(pct(post, 50)), "floor_post_p99": ms(pct(post, 99))}
+        if "run-now" in only:
+            # Three rounds, each with its own floors: this 2-core machine moves by tens of percent from
+            # one minute to the next, so one round's ratio says little; their median says more.
+            rounds = [await run_now_round(server, http, hook) for _ in range(RUN_NOW_ROUNDS)]
+            figures["run_now_rounds"] = rounds
+            middle = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
+            figures |= {k: middle[k] for k in ("floor_txn_p50", "floor_txn_p99", "floor_post_p50",
+                                                "floor_post_p99", "run_now_p50", "run_now_p99")}
+            figures["run_now_ratio_median"] = middle["ratio"]
 
-        async with scratch_db(server) as db:
-            svc = Service(DATABASE_URL=db, FOOJOB_CRON=NEVER, SLACK_WEBHOOK_URL=hook)
+        if "startup" in only:
+            # (After run-now: this bench process's own Slack simulator, once it has served, slowed its
+            # HTTP client — measured: 1.8 → 2.5 ms — and so the run-now figure, which is not foojob's.)
+            # Start-up and memory with everything on: Slack (through the simulator) and the webhook.
+            sim = await SlackSimulator().start()
             try:
-                await svc.healthy(http)
-
-                async def run_now() -> None:
-                    async with http.post(f"{svc.url}/runNow") as resp:
-                        assert resp.status == 200, await resp.text()
-
-                runs = await timed(N_RUN_NOW, run_now)
+                async with scratch_db(server) as db:
+                    svc = Service(DATABASE_URL=db, FOOJOB_CRON=NEVER, SLACK_WEBHOOK_URL=sim.webhook_url,
+                                  SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN=APP_TOKEN, SLACK_API_URL=sim.api_url)
+                    try:
+                        figures["startup_s_external"] = round(await svc.healthy(http), 3)
+                        await asyncio.sleep(2)
+                        figures["idle_rss_mb"] = round(svc.rss_mb(), 1)
+                    finally:
+                        svc.stop()
             finally:
-                svc.stop()
-        figures |= {"run_now_p50": ms(pct(runs, 50)), "run_now_p99": ms(pct(runs, 99))}
+                await sim.stop()
 
-        # (After run-now: this bench process's own Slack simulator, once it has served, slowed its
-        # HTTP client — measured: 1.8 → 2.5 ms — and so the run-now figure, which is not foojob's.)
-        # Start-up and memory with everything on: Slack (through the simulator) and the webhook.
-        sim = await SlackSimulator().start()
-        try:
-            async with scratch_db(server) as db:
-                svc = Service(DATABASE_URL=db, FOOJOB_CRON=NEVER, SLACK_WEBHOOK_URL=sim.webhook_url,
-                              SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN=APP_TOKEN, SLACK_API_URL=sim.api_url)
-                try:
-                    figures["startup_s_external"] = round(await svc.healthy(http), 3)
-                    await asyncio.sleep(2)
-                    figures["idle_rss_mb"] = round(svc.rss_mb(), 1)
-                finally:
-                    svc.stop()
-        finally:
-            await sim.stop()
+        if "bare" in only:
+            for jobs in JOBS_SCALE:  # alone: the floor, not sharing the cores
+                bare = await bare_apscheduler(BARE_SECONDS, jobs)
+                extra[f"bare_fires_{jobs}"] = len(bare)
+                figures |= {f"bare_aps_fire_lag_p50_{jobs}": ms(pct(bare, 50)),
+                            f"bare_aps_fire_lag_p99_{jobs}": ms(pct(bare, 99))}
 
-        bare = await bare_apscheduler(FIRE_SECONDS)  # alone: the floor, not sharing the cores
-        extra["bare_fires"] = len(bare)
-        for replicas in (1, 3):
-            async with scratch_db(server) as db:
-                async with services(replicas, http, DATABASE_URL=db, FOOJOB_CRON="* * * * * *"):
-                    await asyncio.sleep(FIRE_SECONDS)
-                lags = await fire_lags(db)
-            figures |= {f"fire_lag_p50_{replicas}": ms(pct(lags, 50)), f"fire_lag_p99_{replicas}": ms(pct(lags, 99)),
-                        f"fire_lag_max_{replicas}": ms(max(lags))}
-            extra[f"fires_{replicas}"] = len(lags)
-        figures |= {"bare_aps_fire_lag_p50": ms(pct(bare, 50)), "bare_aps_fire_lag_p99": ms(pct(bare, 99))}
+        if "replicas" in only:
+            for replicas in REPLICAS_SCALE:
+                figures[f"scale_replicas_{replicas}"] = await scaling(server, http, replicas, 1)
+                print(f"  {replicas} replica(s): {_line(figures[f'scale_replicas_{replicas}'])}", flush=True)
+        if "jobs" in only:
+            for jobs in JOBS_SCALE:
+                if jobs == 1 and f"scale_replicas_{JOBS_REPLICAS}" in figures:
+                    # One job on three replicas is the replicas scenario's: not measured twice.
+                    figures["scale_jobs_1"] = figures[f"scale_replicas_{JOBS_REPLICAS}"]
+                else:
+                    figures[f"scale_jobs_{jobs}"] = await scaling(server, http, JOBS_REPLICAS, jobs)
+                print(f"  {jobs} job(s) on {JOBS_REPLICAS} replicas: {_line(figures[f'scale_jobs_{jobs}'])}",
+                      flush=True)
 
-        acks = await ack_latencies(server, http)
-        figures |= {"ack_p50": ms(pct(acks, 50)), "ack_p99": ms(pct(acks, 99))}
-        extra["acks"] = len(acks)
+        if "idle" in only:
+            figures["idle"] = await idle(server, http, hook)
 
-        home = Path(tempfile.mkdtemp(prefix="foojob-bench-data-"))
-        try:
-            # The first start (initdb) is what `make run` does on a fresh clone; then a warm one.
-            for label in ("startup_s_embedded", "startup_s_embedded_warm"):
-                svc = Service(FOOJOB_DATA_DIR=str(home / "data"), FOOJOB_CRON=NEVER)
-                try:
-                    figures[label] = round(await svc.healthy(http), 3)
-                finally:
-                    svc.stop()
-        finally:
-            shutil.rmtree(home, ignore_errors=True)
+        if "ack" in only:
+            acks = await ack_latencies(server, http)
+            figures |= {"ack_p50": ms(pct(acks, 50)), "ack_p99": ms(pct(acks, 99))}
+            extra["acks"] = len(acks)
 
-    report(figures, extra, version)
+        if "embedded" in only:
+            home = Path(tempfile.mkdtemp(prefix="foojob-bench-data-"))
+            try:
+                # The first start (initdb) is what `make run` does on a fresh clone; then a warm one.
+                for label in ("startup_s_embedded", "startup_s_embedded_warm"):
+                    svc = Service(FOOJOB_DATA_DIR=str(home / "data"), FOOJOB_CRON=NEVER)
+                    try:
+                        figures[label] = round(await svc.healthy(http), 3)
+                    finally:
+                        svc.stop()
+            finally:
+                shutil.rmtree(home, ignore_errors=True)
+
+    report(figures, extra, version, complete=only == set(PHASES))
     return 0
 
 
-def report(f: dict[str, float], extra: dict[str, Any], version: str) -> None:
-    floor_run = f["floor_txn_p50"] + f["floor_post_p50"]
-    rows = [
-        ("raw asyncpg txn p50 / p99 (ms)", f"{f['floor_txn_p50']} / {f['floor_txn_p99']}", "", "", "floor"),
-        ("raw aiohttp POST p50 / p99 (ms)", f"{f['floor_post_p50']} / {f['floor_post_p99']}", "", "", "floor"),
-        ("POST /runNow p50 (ms)", f["run_now_p50"], round(floor_run, 3), f["run_now_p50"] / floor_run,
-         "≤ 3 × floor", f["run_now_p50"] <= 3 * floor_run),
-        ("POST /runNow p99 (ms)", f["run_now_p99"], "", "", ""),
-        ("fire lag p50 / p99 / max, 1 replica (ms)",
-         f"{f['fire_lag_p50_1']} / {f['fire_lag_p99_1']} / {f['fire_lag_max_1']}", f["bare_aps_fire_lag_p99"],
-         f["fire_lag_p99_1"] / max(f["bare_aps_fire_lag_p99"], 0.001), "p99 ≤ 10", f["fire_lag_p99_1"] <= 10),
-        ("fire lag p50 / p99 / max, 3 replicas (ms)",
-         f"{f['fire_lag_p50_3']} / {f['fire_lag_p99_3']} / {f['fire_lag_max_3']}", f["bare_aps_fire_lag_p99"],
-         f["fire_lag_p99_3"] / max(f["bare_aps_fire_lag_p99"], 0.001), "p99 ≤ 10", f["fire_lag_p99_3"] <= 10),
-        ("bare APScheduler fire lag p50 / p99 (ms)", f"{f['bare_aps_fire_lag_p50']} / {f['bare_aps_fire_lag_p99']}",
-         "", "", "floor"),
-        ("slash-command ack p50 / p99, 50 in flight (ms)", f"{f['ack_p50']} / {f['ack_p99']}", "", "",
-         "p99 ≤ 25", f["ack_p99"] <= 25),
-        ("idle RSS after start-up (MB)", f["idle_rss_mb"], "", "", "≤ 70", f["idle_rss_mb"] <= 70),
-        ("start-up to healthy, external DB (s)", f["startup_s_external"], "", "", "≤ 1.5",
-         f["startup_s_external"] <= 1.5),
-        ("start-up to healthy, embedded DB (s)", f"{f['startup_s_embedded']} (warm: {f['startup_s_embedded_warm']})",
-         "", "", ""),
-    ]
-    # A figure from fewer samples than asked for would hide what was lost (an unacked command, a
-    # fire that did not run): say so.
-    expected = {"acks": ACK_IN_FLIGHT * ACK_ROUNDS, "fires_1": FIRE_SECONDS - 2, "fires_3": FIRE_SECONDS - 2,
-                "bare_fires": FIRE_SECONDS - 2}
-    short = {k: (extra.get(k), v) for k, v in expected.items() if (extra.get(k) or 0) < v}
-    print()
-    print(f"{'figure':<48} {'value':>26} {'floor':>8} {'ratio':>7}  target")
+def _line(r: dict[str, Any]) -> str:
+    return (f"lag p50/p99/max {r['lag_p50']}/{r['lag_p99']}/{r['lag_max']} ms, fires {r['fires_run']}/"
+            f"{r['fires_expected']} (dup {r['duplicates']}), {r['tx_per_replica_per_fire']} txn per replica per "
+            f"fire, {r['connections_max']} connections per replica at most, "
+            f"{r['cpu_ms_per_fire_per_replica']} ms CPU per fire per replica")
+
+
+Row = tuple[Any, ...]
+
+
+def _cells(cells: tuple[Any, ...] | list[Any], widths: tuple[int, ...]) -> str:
+    return "  ".join(f"{c!s:<{w}}" if i == 0 else f"{c!s:>{w}}"
+                     for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+
+def _print(title: str, header: tuple[str, ...], widths: tuple[int, ...], rows: list[Row]) -> None:
+    print(f"\n{title}")
+    print(_cells(header, widths) + "  target")
     for row in rows:
-        name, value, floor, ratio, target, *met = row
-        ratio_text = f"{ratio:.2f}" if isinstance(ratio, float) else ""
-        verdict = (" ✓" if met[0] else " ✗ MISSED") if met else ""
-        print(f"{name:<48} {value!s:>26} {floor!s:>8} {ratio_text:>7}  {target}{verdict}")
+        *cells, targets = row
+        verdicts = "; ".join(f"{text}{' ✓' if met else ' ✗ MISSED'}" for text, met in targets)
+        print(_cells(cells, widths) + f"  {verdicts}")
+
+
+def report(f: dict[str, Any], extra: dict[str, Any], version: str, *, complete: bool) -> None:
+    main_rows: list[Row] = []
+    if "run_now_rounds" in f:
+        floor_run = round(f["floor_txn_p50"] + f["floor_post_p50"], 3)
+        ratios = " / ".join(f"{r['ratio']:.2f}" for r in f["run_now_rounds"])
+        main_rows += [
+            ("raw asyncpg txn p50 / p99 (ms)", f"{f['floor_txn_p50']} / {f['floor_txn_p99']}", "", "", []),
+            ("raw aiohttp POST p50 / p99 (ms)", f"{f['floor_post_p50']} / {f['floor_post_p99']}", "", "", []),
+            (f"POST /runNow p50 (ms), ratio in each of {RUN_NOW_ROUNDS} rounds: {ratios}", f["run_now_p50"],
+             floor_run, f"{f['run_now_ratio_median']:.2f}",
+             [("median ratio ≤ 3", f["run_now_ratio_median"] <= 3)]),
+            ("POST /runNow p99 (ms)", f["run_now_p99"], "", "", []),
+        ]
+    if "ack_p99" in f:
+        main_rows.append(("slash-command ack p50 / p99, 50 in flight (ms)", f"{f['ack_p50']} / {f['ack_p99']}", "",
+                          "", [("p99 ≤ 25", f["ack_p99"] <= 25)]))
+    if "idle_rss_mb" in f:
+        main_rows += [
+            ("RSS after start-up, Slack and webhook on (MB)", f["idle_rss_mb"], "", "",
+             [("≤ 70", f["idle_rss_mb"] <= 70)]),
+            ("start-up to healthy, external DB (s)", f["startup_s_external"], "", "",
+             [("≤ 1.5", f["startup_s_external"] <= 1.5)]),
+        ]
+    if "startup_s_embedded" in f:
+        main_rows.append(("start-up to healthy, embedded DB (s)",
+                          f"{f['startup_s_embedded']} (warm {f['startup_s_embedded_warm']})", "", "", []))
+    if "idle" in f:
+        i = f["idle"]
+        main_rows += [
+            ("idle replica, nightly schedule: transactions a minute", i["tx_per_min"], "", "",
+             [("≤ 10", i["tx_per_min"] <= 10)]),
+            ("idle replica: connections held (most / mean)", f"{i['connections_max']} / {i['connections_mean']}", "",
+             "", [("≤ 2", i["connections_max"] <= 2)]),
+            ("idle replica: CPU % / RSS (MB)", f"{i['cpu_percent']} / {i['rss_mb']}", "", "", []),
+        ]
+    _print("the service", ("figure", "value", "floor", "ratio"), (52, 22, 8, 6), main_rows)
+
+    scale_rows: list[Row] = []
+    bare1 = f.get("bare_aps_fire_lag_p99_1")
+    for key, label in [*((f"scale_replicas_{r}", f"{r} replica{'s' if r > 1 else ''}, 1 job") for r in REPLICAS_SCALE),
+                       *((f"scale_jobs_{j}", f"{JOBS_REPLICAS} replicas, {j} jobs") for j in JOBS_SCALE if j > 1)]:
+        if key not in f:
+            continue
+        r = f[key]
+        floor = f.get(f"bare_aps_fire_lag_p99_{r['jobs']}", bare1)
+        # The issue's targets: p99 ≤ 10 ms with one job (at 5 replicas, and so at fewer), ≤ 25 ms at 50 jobs.
+        lag_target = {1: 10, 50: 25}.get(r["jobs"])
+        targets = [*([(f"lag p99 ≤ {lag_target}", r["lag_p99"] <= lag_target)] if lag_target else []),
+                   ("exactly once", r["missing"] == 0 and r["duplicates"] == 0),
+                   ("≤ 1.5 txn", r["tx_per_replica_per_fire"] <= 1.5)]
+        if r["jobs"] == 1:
+            targets.append(("≤ 2 conns", r["connections_max"] <= 2))
+        scale_rows.append((label, f"{r['lag_p50']} / {r['lag_p99']} / {r['lag_max']}", floor,
+                           f"{r['fires_run']}/{r['fires_expected']}, {r['duplicates']}",
+                           f"{r['tx_per_fire']} ({r['tx_per_replica_per_fire']})",
+                           f"{r['connections_max']} / {r['connections_mean']}", r["cpu_ms_per_fire_per_replica"],
+                           targets))
+    if scale_rows:
+        _print("scaling: each on a 1-second schedule for 30 s (per fire of a job; per replica in brackets)",
+               ("scenario", "lag p50/p99/max ms", "bare p99", "fires, dup", "txn/fire (/replica)",
+                "conns most/mean", "CPU ms/fire"),
+               (22, 20, 8, 12, 19, 15, 11), scale_rows)
+    if bare1 is not None:
+        print("bare APScheduler lag p50 / p99 (ms): " + ", ".join(
+            f"{j} job{'s' if j > 1 else ''} {f[f'bare_aps_fire_lag_p50_{j}']} / {f[f'bare_aps_fire_lag_p99_{j}']}"
+            for j in JOBS_SCALE))
+
     memory = psutil.virtual_memory().total / 2**30
     machine = {"cores": os.cpu_count(), "memory_gb": round(memory, 1), "postgresql": version,
                "python": platform.python_version(), "platform": platform.platform()}
     print(f"\nmachine: {machine['cores']} cores, {machine['memory_gb']} GiB, PostgreSQL {version}, "
           f"Python {machine['python']}; samples {extra}")
+    expected = {"acks": ACK_IN_FLIGHT * ACK_ROUNDS,
+                **{f"bare_fires_{j}": j * (BARE_SECONDS - 2) for j in JOBS_SCALE}}
+    short = {k: (extra.get(k), v) for k, v in expected.items() if k in extra and extra[k] < v}
     if short:
         print(f"MISSING SAMPLES (got, expected at least): {short}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = {"when": datetime.now(UTC).isoformat(), "machine": machine, "figures": f, "samples": extra}
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    for path in (RESULTS / f"{stamp}.json", RESULTS / "latest.json"):
+    paths = [RESULTS / f"{stamp}.json"] + ([RESULTS / "latest.json"] if complete else [])
+    for path in paths:
         path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"raw results: {RESULTS / (stamp + '.json')} and latest.json")
+    if complete:
+        picture(f, RESULTS / "latest.png")
+        print(f"raw results: {paths[0]} and latest.json; picture: {RESULTS / 'latest.png'}")
+    else:
+        print(f"raw results (a partial run: latest.json and latest.png left alone): {paths[0]}")
+
+
+def picture(f: dict[str, Any], path: Path) -> None:
+    """Fire lag p50/p99 against replicas and against jobs, the bare APScheduler floor beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    reps = [r for r in REPLICAS_SCALE if f"scale_replicas_{r}" in f]
+    for q, style in (("p50", "o-"), ("p99", "s-")):
+        left.plot(reps, [f[f"scale_replicas_{r}"][f"lag_{q}"] for r in reps], style, label=f"foojob {q}")
+        left.axhline(f["bare_aps_fire_lag_" + q + "_1"], linestyle="--", color="grey" if q == "p50" else "black",
+                     label=f"bare APScheduler {q}")
+    left.axhline(10, color="red", linewidth=0.8, label="target p99 (10 ms)")
+    left.set(title="1 job, 1-second schedule", xlabel="replicas", ylabel="fire lag (ms)", xticks=reps)
+    jobs = [j for j in JOBS_SCALE if f"scale_jobs_{j}" in f]
+    for q, style in (("p50", "o-"), ("p99", "s-")):
+        right.plot(jobs, [f[f"scale_jobs_{j}"][f"lag_{q}"] for j in jobs], style, label=f"foojob {q}")
+        right.plot(jobs, [f[f"bare_aps_fire_lag_{q}_{j}"] for j in jobs], "--",
+                   color="grey" if q == "p50" else "black", label=f"bare APScheduler {q}")
+    right.axhline(25, color="red", linewidth=0.8, label="target p99 at 50 jobs (25 ms)")
+    right.set(title=f"{JOBS_REPLICAS} replicas, each job every second", xlabel="jobs", xscale="log", xticks=jobs)
+    right.set_xticklabels([str(j) for j in jobs])
+    for ax in (left, right):
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"foojob fire lag ({f.get('when', datetime.now(UTC).strftime('%Y-%m-%d'))}, make bench)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    import argparse
+
+    parser = argparse.ArgumentParser(description="foojob's benchmark (make bench)")
+    parser.add_argument("--only", default=",".join(PHASES),
+                        help=f"comma-separated phases to run (default all: {','.join(PHASES)})")
+    chosen = set(parser.parse_args().only.split(","))
+    if not chosen <= set(PHASES):
+        parser.error(f"unknown phase(s): {', '.join(sorted(chosen - set(PHASES)))}")
+    sys.exit(asyncio.run(main(chosen)))

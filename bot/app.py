@@ -151,7 +151,7 @@ async def open_core(settings: Settings, *, service: bool, metrics: Metrics | Non
         dsn = await stack.enter_async_context(open_database(settings))
         queries = Queries()
         await migrated(dsn, queries)
-        pool = await create_pool(dsn)
+        pool = await create_pool(dsn, max_size=settings.database_pool_size)
         stack.push_async_callback(_close_pool, pool)
 
         notifier: Notifier
@@ -186,7 +186,9 @@ async def start_slack(settings: Settings, core: Core) -> SlackSurface:
     return surface
 
 
-HEARTBEAT_S = 2.0
+# Each replica says it is up this often (on its LISTEN connection, bot/listener.py): the whole
+# database cost of an idle replica, 6 statements a minute.
+HEARTBEAT_S = 10.0
 MAX_GAP_FIRES = 100_000  # fires counted in a gap with no replica up, at most
 # A process counts as up at an instant if it was seen this close to it.
 ALIVE_MARGIN = timedelta(seconds=HEARTBEAT_S * 1.5)
@@ -242,21 +244,10 @@ async def _catch_up_job(settings: Settings, core: Core, replica: str, name: str,
                            "scheduled_for": latest.isoformat()})
 
 
-async def _heartbeat(control: Control, replica: str, watcher: Watcher) -> None:
-    while True:
-        try:
-            watcher.speaker = await control.heartbeat(replica, ALIVE_MARGIN)
-        except DatabaseUnavailable:
-            pass  # the runs report an outage, once
-        else:
-            watcher.reachable()
-        await asyncio.sleep(HEARTBEAT_S)
-
-
-async def _goodbye(control: Control, replica: str, beating: asyncio.Task[None]) -> None:
-    # A clean stop says so at once: a fire right after it is then missed, and caught up.
-    beating.cancel()
-    await asyncio.gather(beating, return_exceptions=True)
+async def _goodbye(control: Control, replica: str, listener: Listener) -> None:
+    # A clean stop says so at once: a fire right after it is then missed, and caught up. The
+    # listener (which carries the heartbeat) stops first, so no heartbeat can undo the goodbye.
+    await listener.stop()
     with contextlib.suppress(DatabaseUnavailable):
         await control.goodbye(replica)
 
@@ -324,8 +315,8 @@ async def serve(settings: Settings) -> int:
             core.runner.pings = pings
             scheduler = Scheduler(
                 schedules, settings.timezone,
-                on_fire=lambda job, at, version: core.runner.run(job, trigger="schedule", scheduled_for=at,
-                                                                 schedule_version=version),
+                on_fire=lambda job, at, version, look_first: core.runner.run(
+                    job, trigger="schedule", scheduled_for=at, schedule_version=version, look_first=look_first),
                 on_pause_expired=core.control.expire_pause,
                 on_missed=watcher.missed,
             )
@@ -357,15 +348,21 @@ async def serve(settings: Settings) -> int:
                 if dispatcher is not None:
                     dispatcher.wake()
 
+            replica = f"{replica_name()}:{uuid.uuid4().hex[:6]}"
+
+            async def beat(conn: asyncpg.Connection) -> None:
+                said = await core.control.heartbeat(conn, replica, ALIVE_MARGIN)
+                watcher.speaker = said.speaker
+                watcher.reachable()
+                scheduler.spread(said.rank, said.replicas)
+                if said.outbox_pending and dispatcher is not None:  # left by a replica that died before delivering it
+                    dispatcher.wake()
+
             listener = Listener(core.dsn, {
                 "foojob_control": lambda job: tasks.spawn(reread(job, noticed=True)),
-            }, on_connect)
+            }, on_connect, beat, HEARTBEAT_S)
             listener.start()
-            stack.push_async_callback(listener.stop)
-
-            replica = f"{replica_name()}:{uuid.uuid4().hex[:6]}"
-            beating = asyncio.create_task(_heartbeat(core.control, replica, watcher), name="heartbeat")
-            stack.push_async_callback(_goodbye, core.control, replica, beating)
+            stack.push_async_callback(_goodbye, core.control, replica, listener)
             for job in core.control.jobs:
                 # A timed pause that ran out while no replica was up: record and announce it now.
                 with contextlib.suppress(DatabaseUnavailable):

@@ -77,6 +77,7 @@ class Settings:
     late_after: timedelta = timedelta(minutes=1)
     heartbeat_url: Secret | None = None
     keep_runs: timedelta = timedelta(days=90)
+    database_pool_size: int = 10
 
     def secrets(self) -> list[str]:
         """The values that must never be shown (for the log filter)."""
@@ -135,6 +136,7 @@ class Settings:
             late_after=_span(get("FOOJOB_LATE_AFTER") or "1m", "FOOJOB_LATE_AFTER"),
             heartbeat_url=_ping_url(get("FOOJOB_HEARTBEAT_URL")),
             keep_runs=_span(get("FOOJOB_KEEP_RUNS") or "90d", "FOOJOB_KEEP_RUNS"),
+            database_pool_size=_pool_size(get("DATABASE_POOL_SIZE") or "10"),
         )
 
 
@@ -278,6 +280,13 @@ def _choice(value: str, variable: str, choices: tuple[str, ...]) -> str:
 def _count(value: str, variable: str) -> int:
     if not re.fullmatch(r"[0-9]{1,4}", value) or int(value) < 1:
         raise ConfigError(variable, f"must be a whole number from 1 to 9999, got {value[:40]!r}")
+    return int(value)
+
+
+def _pool_size(value: str) -> int:
+    # At most 100: PostgreSQL's default max_connections is 100, for every client together.
+    if not re.fullmatch(r"[0-9]{1,3}", value) or not 1 <= int(value) <= 100:
+        raise ConfigError("DATABASE_POOL_SIZE", f"must be a whole number from 1 to 100, got {value[:40]!r}")
     return int(value)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,6 +31,16 @@ log = logging.getLogger(__name__)
 
 MAX_HISTORY = 100
 StateListener = Callable[[JobState], None]
+
+
+@dataclass(frozen=True)
+class Beat:
+    """What a heartbeat answers."""
+
+    speaker: bool  # this replica speaks for all during an outage (the first by name of those up)
+    outbox_pending: bool  # a message waits in the outbox
+    rank: int  # this replica's place (from 0) among the replicas up, by name
+    replicas: int  # how many are up, this one included
 
 
 class Control:
@@ -418,12 +429,11 @@ class Control:
         async with self._conn() as conn:
             return await conn.fetchval(self._q["claim_request_key"], key, window.total_seconds()) is not None
 
-    async def heartbeat(self, replica: str, alive_within: timedelta) -> bool:
-        """Say this replica is up; True when it is the one that speaks for all during an outage
-        (the first by name of those up)."""
-        async with self._conn() as conn:
-            return bool(await conn.fetchval(self._q["replica_heartbeat"], replica, alive_within.total_seconds())
-                        == replica)
+    async def heartbeat(self, conn: asyncpg.Connection, replica: str, alive_within: timedelta) -> Beat:
+        """Say this replica is up, on ``conn`` (the LISTEN connection); what the answer tells."""
+        row = await conn.fetchrow(self._q["replica_heartbeat"], replica, alive_within.total_seconds())
+        return Beat(speaker=row["speaker"] == replica, outbox_pending=bool(row["outbox_pending"]),
+                    rank=int(row["rank"]), replicas=int(row["replicas"]))
 
     async def goodbye(self, replica: str) -> None:
         async with self._conn() as conn:

@@ -179,12 +179,31 @@ async def connect(dsn: str) -> asyncpg.Connection:
     return conn
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+# Connections of the pool beyond the one in use are closed after this long idle: a burst (a slash
+# command while a fire waits for another replica's run) borrows one, and gives it back to the server
+# soon after, so a replica holds two connections (this pool's one and the LISTEN one) at rest.
+POOL_IDLE_S = 10.0
+DEFAULT_POOL_SIZE = 10
+
+
+async def _keep_as_is(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release, which is nothing: asyncpg's default sends one more statement per
+    release (``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``), a transaction
+    of its own, each time. Nothing foojob does on a pooled connection outlives its transaction: every
+    setting is ``set_config(…, true)`` (SET LOCAL), every lock but one is ``pg_advisory_xact_lock``,
+    LISTEN has a connection of its own, and no cursor is declared. The one session lock (retention's,
+    bot/retention.py) is released there, or its connection is closed. (asyncpg still rolls back a
+    transaction left open before calling this: ``PoolConnectionHolder.release``.)"""
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = DEFAULT_POOL_SIZE) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         dsn,
-        min_size=min_size,
+        min_size=min(min_size, max_size),
         max_size=max_size,
         init=_init_connection,
+        reset=_keep_as_is,
+        max_inactive_connection_lifetime=POOL_IDLE_S,
         server_settings=server_settings(),
         # A dead server must fail a request quickly rather than hang it.
         timeout=5,

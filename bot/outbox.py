@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -81,10 +82,21 @@ async def post(session: aiohttp.ClientSession, url: Secret, payload: dict[str, A
         return Outcome(detail=type(exc).__name__)
 
 
+# What deliver_one answers when there is nothing to do until something new comes: the queue is
+# empty, or another replica holds its head (and goes on to the rest).
+QUEUE_EMPTY = math.inf
+# After the database could not be reached: try again this soon.
+RETRY_S = 2.0
+
+
 class Dispatcher:
+    """Delivers the outbox: woken when this process commits a message (``wake``), and by the
+    heartbeat when a message waits that a replica left behind (it died before delivering it); it
+    does not poll. ``idle_poll_s``: look at the queue this often too (for tests without either)."""
+
     def __init__(self, pool: asyncpg.Pool, queries: Mapping[str, str], url: Secret, *,
                  rate_per_s: float = 1.0, burst: float = 3.0, timeout_s: float = 5.0,
-                 backoff_base_s: float = 0.5, backoff_cap_s: float = 15.0, idle_poll_s: float = 2.0) -> None:
+                 backoff_base_s: float = 0.5, backoff_cap_s: float = 15.0, idle_poll_s: float | None = None) -> None:
         self._pool = pool
         self._q = queries
         self._url = url
@@ -92,8 +104,8 @@ class Dispatcher:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._base, self._cap = backoff_base_s, backoff_cap_s
         self._idle = idle_poll_s
-        self._wake = asyncio.Event()
-        self._waiting_for_queue = True
+        self._wake = asyncio.Event()  # something new may be in the queue
+        self._halt = asyncio.Event()  # stopping
         self._stopping = False
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
@@ -103,17 +115,16 @@ class Dispatcher:
         self._task = asyncio.create_task(self._run(), name="outbox-dispatcher")
 
     def wake(self) -> None:
-        """A message was added (NOTIFY foojob_outbox): look now rather than at the next poll —
-        unless the dispatcher is waiting for Slack's pace or a retry, which a new message at the
-        back of the queue does not change (waking it would only cost a query per run)."""
-        if self._waiting_for_queue:
-            self._wake.set()
+        """A message was added: look now if the dispatcher was waiting for one. (While it waits for
+        Slack's pace or a retry, a message at the back of the queue changes nothing: it goes on
+        when the wait is over.)"""
+        self._wake.set()
 
     async def stop(self, within_s: float) -> None:
         """Finish the delivery in progress (if any), then stop; what is pending stays for later."""
         self._stopping = True
-        self._waiting_for_queue = True
         self._wake.set()
+        self._halt.set()
         if self._task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), within_s)
@@ -131,9 +142,9 @@ class Dispatcher:
         try:
             while loop.time() < deadline:
                 wait = await self.deliver_one()
+                if wait == QUEUE_EMPTY:  # nothing pending (or another process is on it)
+                    return
                 if wait is not None:
-                    if wait >= self._idle:  # nothing pending (or another process is on it)
-                        return
                     await asyncio.sleep(min(wait, max(0.0, deadline - loop.time())))
         finally:
             await self._session.close()
@@ -141,6 +152,7 @@ class Dispatcher:
     async def _run(self) -> None:
         outage = False
         while not self._stopping:
+            self._wake.clear()  # before looking: a message committed from now on wakes the next wait
             try:
                 wait = await self.deliver_one()
                 if outage:
@@ -150,33 +162,35 @@ class Dispatcher:
                 if not outage:
                     log.warning("outbox: %s; messages wait in the database", exc)
                     outage = True
-                wait = self._idle
+                wait = RETRY_S
             except Exception:
                 log.exception("outbox: unexpected error; trying again shortly")
-                wait = self._idle
+                wait = RETRY_S
             if wait is None or self._stopping:
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                if wait == QUEUE_EMPTY:
+                    await asyncio.wait_for(self._wake.wait(), self._idle)
+                else:
+                    await asyncio.wait_for(self._halt.wait(), wait)
 
     async def deliver_one(self) -> float | None:
-        """Try the head of the queue. None: go again at once; a number: wait that long (or a wake)."""
+        """Try the head of the queue. None: go again at once; QUEUE_EMPTY: nothing to do until a
+        message comes; a number: wait that long (Slack's pace, a retry)."""
         assert self._session is not None
         async with acquire(self._pool) as conn, conn.transaction():
             head = await conn.fetchrow(self._q["outbox_head"])
-            # Empty, or another replica has the head: a new message (NOTIFY) is worth a look.
-            self._waiting_for_queue = head is None
-            if head is None:
-                return self._idle
+            if head is None:  # empty, or another replica has the head
+                return QUEUE_EMPTY
             if head["wait_s"] > 0:  # the head waits for its retry: nothing may pass it
                 return float(head["wait_s"])
             if await conn.fetchval(self._q["outbox_take_token"], self._rate, self._burst) is None:
                 return 1.0 / self._rate
             outcome = await post(self._session, self._url, head["payload"])
             if outcome.delivered:
-                await conn.execute(self._q["outbox_delivered"], head["id"])
-                return None
+                # The mark says whether another message waits: none, and no look at an empty queue.
+                more = await conn.fetchval(self._q["outbox_delivered"], head["id"])
+                return None if more else QUEUE_EMPTY
             if outcome.permanent:
                 log.error("outbox: Slack refused message %d for good (%s); it is set aside", head["id"],
                           outcome.detail)

@@ -43,7 +43,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from bot.db import CONNECTION_ERRORS, acquire
+from bot.db import acquire
 from bot.errors import DatabaseUnavailable
 from bot.timefmt import span
 
@@ -93,10 +93,13 @@ async def prune(pool: asyncpg.Pool, queries: Mapping[str, str], keep: timedelta,
             )
         except BaseException:
             # Cancelled, or the connection broke: unlock if the connection still can, but let the
-            # first error through. A session that is gone took its lock with it; one given back to
-            # the pool is reset there (asyncpg runs pg_advisory_unlock_all()).
-            with contextlib.suppress(*CONNECTION_ERRORS, asyncpg.PostgresError):
+            # first error through. A session that is gone took its lock with it; one that cannot be
+            # unlocked is closed, taking its lock along (the pool does not reset connections:
+            # bot.db._keep_as_is).
+            try:
                 await conn.execute(queries["retention_unlock"])
+            except BaseException:
+                conn.terminate()
             raise
         await conn.execute(queries["retention_unlock"])
     elapsed_ms = round((time.monotonic() - began) * 1000)

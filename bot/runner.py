@@ -126,7 +126,8 @@ class Runner:
             raise UnknownJob(name) from None
 
     async def run(self, job_name: str, *, trigger: Trigger, scheduled_for: datetime | None = None,
-                  triggered_by: str | None = None, schedule_version: int | None = None) -> RunRecord | None:
+                  triggered_by: str | None = None, schedule_version: int | None = None,
+                  look_first: bool = False) -> RunRecord | None:
         """Run the job once and return its record (status ``succeeded`` or ``failed``).
 
         Manual runs raise :class:`AlreadyRunning` if a run of the job is in progress anywhere.
@@ -134,11 +135,16 @@ class Runner:
         when the fire is not theirs to run: paused, skipped, no longer scheduled, or already claimed
         by another replica. ``schedule_version``: the version of the schedule the fire was armed
         with; when the database has another, the instant must be one of the new schedule's.
+        ``look_first``: the fire is another replica's share (bot.scheduler), most likely run by now:
+        one statement looks for its run before anything is locked.
         Raises :class:`DatabaseUnavailable` when PostgreSQL cannot be reached; the failure is
         reported all the same.
         """
         job = self.job(job_name)
         try:
+            if look_first and scheduled_for is not None and await self._claimed(job, scheduled_for):
+                log.debug("fire of %s for %s already run by another replica", job.name, scheduled_for)
+                return None
             record = await self._run_in_transaction(job, trigger, scheduled_for, triggered_by, schedule_version)
         except (AlreadyRunning, UnknownJob):
             raise
@@ -172,6 +178,13 @@ class Runner:
             self._metrics.observe_run(record)
         return record
 
+    async def _claimed(self, job: Job, scheduled_for: datetime) -> bool:
+        """Whether the fire has a run already: one statement, no lock. A claim is committed with
+        its run, so a run is found only once it has ended; otherwise the fire goes the whole way
+        (and waits for a run in progress, which it takes over if that run's process dies)."""
+        async with acquire(self._pool) as conn:
+            return bool(await conn.fetchval(self._q["fire_claimed"], job.name, scheduled_for))
+
     async def _run_in_transaction(self, job: Job, trigger: Trigger, scheduled_for: datetime | None,
                                   triggered_by: str | None, schedule_version: int | None) -> RunRecord | None:
         q = self._q
@@ -183,9 +196,8 @@ class Runner:
                     raise AlreadyRunning(job.name)
                 run_id = claim["id"]
             else:
-                await conn.execute(q["set_lock_timeout"], SCHEDULED_LOCK_WAIT)
                 try:
-                    await conn.execute(q["lock_job"], job.name, scheduled_for)
+                    await conn.execute(q["lock_fire"], job.name, scheduled_for, SCHEDULED_LOCK_WAIT)
                 except asyncpg.LockNotAvailableError:
                     log.warning("fire of %s for %s given up: a run was still in progress after %s",
                                 job.name, scheduled_for, SCHEDULED_LOCK_WAIT,
@@ -194,24 +206,28 @@ class Runner:
                         self.watch.missed(job.name, [scheduled_for],
                                           f"waited {SCHEDULED_LOCK_WAIT} for a run in progress")
                     return None
-                await conn.execute(q["set_lock_timeout"], "0")
-                state = await conn.fetchrow(q["job_state"], job.name)
-                if state is not None and state["paused"]:
-                    log.info("fire of %s for %s skipped: paused", job.name,
-                             scheduled_for.isoformat() if scheduled_for else None,
-                             extra=_fire_fields(job.name, trigger, scheduled_for, "skipped-paused"))
-                    return None
-                if state is not None and (skip := self._not_to_run(state, scheduled_for, trigger, schedule_version)):
-                    log.info("fire of %s for %s skipped: %s", job.name,
-                             scheduled_for.isoformat() if scheduled_for else None, skip[1],
-                             extra=_fire_fields(job.name, trigger, scheduled_for, skip[0]))
-                    return None
                 started_at = datetime.now(UTC)
-                claim = await conn.fetchrow(q["claim_run"], job.name, trigger, scheduled_for, started_at,
-                                            triggered_by)
-                if claim is None:
-                    log.debug("fire of %s for %s already claimed by another replica", job.name, scheduled_for)
-                    return None
+                claim = await conn.fetchrow(q["claim_fire"], job.name, trigger, scheduled_for, started_at,
+                                            triggered_by, schedule_version if trigger == "schedule" else None)
+                if claim["id"] is None:
+                    if claim["paused"]:
+                        log.info("fire of %s for %s skipped: paused", job.name,
+                                 scheduled_for.isoformat() if scheduled_for else None,
+                                 extra=_fire_fields(job.name, trigger, scheduled_for, "skipped-paused"))
+                        return None
+                    if skip := self._not_to_run(claim, scheduled_for, trigger, schedule_version):
+                        log.info("fire of %s for %s skipped: %s", job.name,
+                                 scheduled_for.isoformat() if scheduled_for else None, skip[1],
+                                 extra=_fire_fields(job.name, trigger, scheduled_for, skip[0]))
+                        return None
+                    if (trigger == "schedule" and schedule_version is not None and claim["cron"] is not None
+                            and claim["schedule_version"] != schedule_version):
+                        # Armed under an older schedule, and the new one has this instant too: claim it.
+                        claim = await conn.fetchrow(q["claim_run"], job.name, trigger, scheduled_for, started_at,
+                                                    triggered_by)
+                    if claim is None or claim["id"] is None:
+                        log.debug("fire of %s for %s already claimed by another replica", job.name, scheduled_for)
+                        return None
                 run_id = claim["id"]
                 if self.pings is not None and scheduled_for is not None:
                     self.pings.started(_run_key(job.name, scheduled_for))

@@ -36,12 +36,16 @@ from bot.schedules import Schedule
 
 log = logging.getLogger(__name__)
 
-FireHandler = Callable[[str, datetime, int], Awaitable[Any]]
+# (job, instant, schedule version, look first: the fire is another replica's share, likely claimed)
+FireHandler = Callable[[str, datetime, int, bool], Awaitable[Any]]
 MissedHandler = Callable[[str, list[datetime], str], None]
 
 # A fire more than this late (the event loop was blocked, the machine slept) is skipped rather
 # than run at the wrong time; catching up after downtime is the start-up's business.
 MISFIRE_GRACE = timedelta(seconds=30)
+# A replica tries the fires of the other replicas' share once its own have run, or after this long
+# at most (FireExecutor._launch_batch).
+OTHERS_AFTER_S = 0.05
 
 
 class FireExecutor(BaseExecutor):  # type: ignore[misc]
@@ -61,6 +65,49 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
         self._current: dict[str, asyncio.Task[Any]] = {}
         self._pending: dict[str, tuple[Any, datetime, tuple[Any, ...]]] = {}
         self._stopped = False
+        # Fires due together, launched together once APScheduler has handed them all over.
+        self._batch: list[tuple[Any, datetime, tuple[Any, ...]]] = []
+        self.rank, self.replicas = 0, 1
+
+    def _launch_batch(self) -> None:
+        """Launch the fires due together: this replica's share of them first, the rest after.
+
+        Every replica tries every fire (the first claims it; the others find it claimed, or wait
+        for its run so that they can take over if its process dies). Were they all to go down the
+        jobs in the same order, they would all contend for the first job, then the second, and the
+        last job of a busy second would wait for every other on every replica. So each replica
+        takes its own share first (replica ``rank`` of ``replicas`` up, as the heartbeat says: the
+        ``rank``-th slice of the jobs by name), and the others' once its own have run, or after
+        ``OTHERS_AFTER_S`` at most: by then they are claimed, which one statement finds (the
+        runner looks before it locks: ``look_first``); a share whose replica has died meanwhile is
+        run that much late, never lost. (The automatic-resume timers are not shared: each replica
+        runs its own at once, and the database keeps them to one resume.)"""
+        batch, self._batch = sorted(self._batch, key=lambda fire: fire[0].id), []
+        if self._stopped:
+            return
+        timers = [fire for fire in batch if fire[0].id.startswith("auto-resume:")]
+        batch = [fire for fire in batch if not fire[0].id.startswith("auto-resume:")]
+        for fire in timers:
+            self._launch(*fire)
+        n, rank, replicas = len(batch), self.rank, max(self.replicas, 1)
+        low, high = n * rank // replicas, n * (rank + 1) // replicas
+        mine = [self._launch(*fire) for fire in batch[low:high]]
+        others = batch[high:] + batch[:low]
+        if not others:
+            return
+
+        async def then_the_others() -> None:
+            if mine:
+                await asyncio.wait(mine, timeout=OTHERS_AFTER_S)
+            else:
+                await asyncio.sleep(OTHERS_AFTER_S)
+            if not self._stopped:
+                for fire in others:
+                    self._launch(*fire, look_first=True)
+
+        later = self._loop.create_task(then_the_others(), name="fire:others")
+        self._tasks.add(later)
+        later.add_done_callback(self._tasks.discard)
 
     def start(self, scheduler: Any, alias: str) -> None:
         super().start(scheduler, alias)
@@ -86,7 +133,9 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
         # take those of a schedule armed after it.
         args = tuple(job.args)
         if job.id not in self._current:
-            self._launch(job, scheduled_for, args)
+            if not self._batch:
+                self._loop.call_soon(self._launch_batch)  # after APScheduler's pass over the due jobs
+            self._batch.append((job, scheduled_for, args))
             return
         superseded = self._pending.get(job.id)
         self._pending[job.id] = (job, scheduled_for, args)
@@ -101,7 +150,8 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
         else:
             log.info("fire of %s for %s waits for the run in progress", job.id, scheduled_for.isoformat())
 
-    def _launch(self, job: Any, scheduled_for: datetime, args: tuple[Any, ...]) -> None:
+    def _launch(self, job: Any, scheduled_for: datetime, args: tuple[Any, ...], *,
+                look_first: bool = False) -> asyncio.Task[Any]:
         async def fire() -> list[JobExecutionEvent]:
             late = datetime.now(UTC) - scheduled_for
             if late > MISFIRE_GRACE:
@@ -111,7 +161,8 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
                                                          "scheduled_for": scheduled_for.isoformat()})
                 return []
             try:
-                value = await job.func(*args, scheduled_for=scheduled_for)
+                value = await job.func(*args, scheduled_for=scheduled_for,
+                                       **({"look_first": True} if look_first else {}))
             except Exception as exc:
                 log.exception("fire of %s for %s failed", job.id, scheduled_for.isoformat())
                 return [JobExecutionEvent(EVENT_JOB_ERROR, job.id, job._jobstore_alias, scheduled_for,
@@ -131,6 +182,7 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
         task.add_done_callback(done)
         self._tasks.add(task)
         self._current[job.id] = task
+        return task
 
     async def drain(self, within_s: float) -> bool:
         """Wait for the runs in progress, up to ``within_s`` seconds; True if none is left."""
@@ -157,6 +209,10 @@ class Scheduler:
         self._schedules = dict(schedules)
         self._on_fire = on_fire
         self._on_pause_expired = on_pause_expired
+
+    def spread(self, rank: int, replicas: int) -> None:
+        """This replica is number ``rank`` (from 0) of ``replicas`` up: see FireExecutor._launch_batch."""
+        self._executor.rank, self._executor.replicas = rank, replicas
 
     def start(self) -> None:
         for job, schedule in self._schedules.items():
@@ -185,10 +241,11 @@ class Scheduler:
 
     # ``scheduled_for`` has a default only because APScheduler checks the arguments when the job
     # is added; FireExecutor always passes it.
-    async def _fire(self, job: str, version: int, *, scheduled_for: datetime | None = None) -> None:
+    async def _fire(self, job: str, version: int, *, scheduled_for: datetime | None = None,
+                    look_first: bool = False) -> None:
         assert scheduled_for is not None
         try:
-            await self._on_fire(job, scheduled_for, version)
+            await self._on_fire(job, scheduled_for, version, look_first)
         except DatabaseUnavailable as exc:
             # Already logged and reported by the runner; the schedule goes on.
             log.debug("fire of %s for %s failed: %s", job, scheduled_for.isoformat(), exc)

@@ -2,14 +2,54 @@
 -- Advisory lock keys: (7263520, hashtext(job)) guards "one run of a job at a time" across
 -- every process on the database; the lock is tied to the run's transaction.
 
--- name: lock_job
--- A fire also takes the lock of its own instant (job, $2), before it reads the skip: see
--- try_lock_fire. Left to right: the job's lock first, as a manual run takes it.
-SELECT pg_advisory_xact_lock(7263520, hashtext($1)),
-       pg_advisory_xact_lock(7263521, hashtext($1 || ' ' || extract(epoch FROM $2::timestamptz)::text));
+-- name: lock_fire
+-- A fire of the schedule takes the job's lock (a run of the job at a time), then the lock of its own
+-- instant (job, $2), waiting for them at most $3 (lock_timeout, for this statement only: it is put
+-- back to 0 once they are held, so the job's own statements wait as long as they need). The
+-- instant's lock is held from before the fire reads the skip until it commits: see try_lock_fire.
+-- Left to right: the job's lock first, as a manual run takes it. (set_config is volatile, so each
+-- CTE is evaluated once, in the order the query reads them.)
+WITH waiting AS (SELECT set_config('lock_timeout', $3, true)),
+     locked AS (
+         SELECT pg_advisory_xact_lock(7263520, hashtext($1)),
+                pg_advisory_xact_lock(7263521, hashtext($1 || ' ' || extract(epoch FROM $2::timestamptz)::text))
+         FROM waiting
+     )
+SELECT set_config('lock_timeout', '0', true) FROM locked;
 
--- name: set_lock_timeout
-SELECT set_config('lock_timeout', $1, true);
+-- name: claim_fire
+-- Once the locks are held (a statement of its own, so that this one's snapshot sees everything
+-- committed until then): the job's row, and the claim if the fire is to run — not paused, its
+-- instant not skipped, and armed under the schedule version in force ($6; NULL: not a fire of the
+-- schedule, or one armed before versions). ON CONFLICT DO NOTHING on (job, scheduled_for): a fire
+-- another replica already ran returns no id. One round trip for a fire that runs and for one that
+-- does not; the failure streak is read only for a claimed fire (the run's message depends on it).
+WITH state AS (
+         SELECT paused AND (resume_at IS NULL OR resume_at > now()) AS paused, skip_next, cron, timezone,
+                schedule_version
+         FROM foojob_job_state WHERE job = $1
+     ),
+     claim AS (
+         INSERT INTO foojob_runs (job, trigger, scheduled_for, started_at, status, triggered_by)
+         SELECT $1, $2, $3, $4, 'running', $5
+         WHERE NOT EXISTS (SELECT 1 FROM state WHERE paused OR skip_next = $3
+                                                  OR ($6::bigint IS NOT NULL AND cron IS NOT NULL
+                                                      AND schedule_version <> $6))
+         ON CONFLICT ON CONSTRAINT foojob_runs_one_per_fire DO NOTHING
+         RETURNING id
+     )
+SELECT s.paused, s.skip_next, s.cron, s.timezone, s.schedule_version, c.id,
+       CASE WHEN c.id IS NOT NULL THEN (
+           SELECT count(*) FROM foojob_runs
+           WHERE job = $1 AND status = 'failed'
+             AND id > coalesce((SELECT max(id) FROM foojob_runs WHERE job = $1 AND status = 'succeeded'), 0)
+       ) END AS failures,
+       CASE WHEN c.id IS NOT NULL THEN (
+           SELECT min(started_at) FROM foojob_runs
+           WHERE job = $1 AND status = 'failed'
+             AND id > coalesce((SELECT max(id) FROM foojob_runs WHERE job = $1 AND status = 'succeeded'), 0)
+       ) END AS since
+FROM (SELECT 1) AS one LEFT JOIN state s ON true LEFT JOIN claim c ON true;
 
 -- name: job_is_running
 SELECT EXISTS (
@@ -21,7 +61,8 @@ SELECT EXISTS (
 );
 
 -- name: claim_run
--- ON CONFLICT DO NOTHING on (job, scheduled_for): a fire another replica already ran (or is
+-- A fire armed under an older schedule version whose instant the new schedule still has (claim_fire
+-- left that to bot.schedules.fires_at). ON CONFLICT DO NOTHING on (job, scheduled_for): a fire another replica already ran (or is
 -- running: the insert waits for its transaction) returns no row. Times come from the process's
 -- clock, as the fire instants do, so that lag and duration are measured on one clock.
 -- Also returns the job's failure streak so far (failures since its last success, and when the
@@ -127,7 +168,7 @@ UPDATE foojob_job_state SET skip_next = $2, updated_at = now() WHERE job = $1;
 
 -- name: try_lock_fire
 -- The lock a fire of (job, instant) holds from before it reads the skip until it commits (see
--- lock_job): a skip that gets it first is seen by the fire; one that cannot get it knows that
+-- lock_fire): a skip that gets it first is seen by the fire; one that cannot get it knows that
 -- fire is already under way, and skips the one after.
 SELECT pg_try_advisory_xact_lock(7263521, hashtext($1 || ' ' || extract(epoch FROM $2::timestamptz)::text));
 
@@ -214,7 +255,9 @@ WHERE least($2, p.tokens + extract(epoch FROM clock_timestamp() - p.updated_at) 
 RETURNING tokens;
 
 -- name: outbox_delivered
-UPDATE foojob_outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1;
+-- Also says whether another message is pending, so that the dispatcher needs no second look.
+UPDATE foojob_outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1
+RETURNING EXISTS (SELECT 1 FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL AND id <> $1) AS more;
 
 -- name: outbox_retry
 -- clock_timestamp(), not now(): the delay counts from Slack's answer, not from the start of the
@@ -234,16 +277,26 @@ FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL;
 SELECT EXISTS (SELECT 1 FROM foojob_runs WHERE job = $1);
 
 -- name: replica_heartbeat
--- Also forgets processes not seen for a day (killed ones never say goodbye), and answers which
--- replica up now speaks for all when the database cannot be reached (the first by name): during
--- an outage the replicas cannot agree, so they agree beforehand.
+-- Every 10 s, on the LISTEN connection (bot/listener.py). Also forgets processes not seen for a day
+-- (killed ones never say goodbye), and answers which replica up now speaks for all when the
+-- database cannot be reached (the first by name): during an outage the replicas cannot agree, so
+-- they agree beforehand. And this replica's place among those up (rank, from 0, of replicas): each
+-- starts the fires due at one instant from another place in the list of jobs (bot/scheduler.py).
 WITH forgotten AS (DELETE FROM foojob_replicas WHERE last_seen < now() - interval '1 day'),
      beat AS (
          INSERT INTO foojob_replicas (name, started_at, last_seen) VALUES ($1, now(), now())
          ON CONFLICT (name) DO UPDATE SET last_seen = now(), stopped_at = NULL
+     ),
+     up AS (
+         SELECT name FROM foojob_replicas
+         WHERE stopped_at IS NULL AND last_seen > now() - make_interval(secs => $2) AND name <> $1
+         UNION ALL SELECT $1
      )
-SELECT least($1, (SELECT min(name) FROM foojob_replicas
-                  WHERE stopped_at IS NULL AND last_seen > now() - make_interval(secs => $2))) AS speaker;
+SELECT (SELECT min(name) FROM up) AS speaker,
+       (SELECT count(*) FROM up WHERE name < $1) AS rank,
+       (SELECT count(*) FROM up) AS replicas,
+       -- A message left pending (its replica died before delivering it): worth waking the dispatcher.
+       EXISTS (SELECT 1 FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL) AS outbox_pending;
 
 -- name: replica_gone
 -- Kept, with the time it stopped: the next start knows when a gap with no replica up began.
