@@ -59,10 +59,16 @@ lock: $(VENV)/.installed-dev
 	CUSTOM_COMPILE_COMMAND='make lock' $(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
 	  --output-file requirements.txt $(LOCK_ARGS) pyproject.toml
 
-# Not part of `make test`: about two minutes of measurements, printed as a table and written
-# to bench/results/ (latest.json is the one the README quotes).
-bench: $(VENV)/.installed-dev
-	$(BIN)/python bench/run.py
+$(VENV)/.installed-bench: $(VENV)/.installed-dev
+	@echo "pip install -e '.[bench]'  (matplotlib, for the picture)"
+	@$(PIP) install -e '.[bench]'
+	@touch $@
+
+# Not part of `make test`: about five minutes of measurements, printed as tables and written to
+# bench/results/ (latest.json and latest.png are the ones the README quotes). BENCH_ARGS="--only
+# replicas,idle" runs some phases only (and leaves latest.* alone).
+bench: $(VENV)/.installed-bench
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check bot jobs tests bench

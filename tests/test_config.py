@@ -41,6 +41,9 @@ BAD = [
     ("FOOJOB_ALERT_AFTER", {"FOOJOB_ALERT_AFTER": "0"}, "whole number"),
     ("FOOJOB_ALERT_MENTION", {"FOOJOB_ALERT_MENTION": "@oncall"}, "Slack mention"),
     ("FOOJOB_LATE_AFTER", {"FOOJOB_LATE_AFTER": "-1m"}, "not a duration"),
+    ("DATABASE_POOL_SIZE", {"DATABASE_POOL_SIZE": "0"}, "from 1 to 100"),
+    ("DATABASE_POOL_SIZE", {"DATABASE_POOL_SIZE": "many"}, "from 1 to 100"),
+    ("DATABASE_POOL_SIZE", {"DATABASE_POOL_SIZE": "500"}, "from 1 to 100"),
     ("FOOJOB_HEARTBEAT_URL", {"FOOJOB_HEARTBEAT_URL": "hc-ping.com/SECRETUUID"}, "http(s) ping URL"),
     ("FOOJOB_KEEP_RUNS", {"FOOJOB_KEEP_RUNS": "forever"}, "not a duration"),
 ]
@@ -74,6 +77,7 @@ def test_defaults_and_empty_values_mean_unset() -> None:
     assert settings.timezone.key == "UTC"
     assert settings.slack_api_url == "https://slack.com/api/"
     assert not settings.slack_enabled
+    assert settings.database_pool_size == 10
 
 
 def test_secrets_never_show_in_repr_or_str() -> None:

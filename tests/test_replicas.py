@@ -283,6 +283,79 @@ async def test_sigterm_leaves_undelivered_messages_to_the_next_process(spawn: Sp
     assert (await _outbox(db))[0]["delivered_at"] is not None
 
 
+async def test_a_message_left_behind_is_delivered_by_a_replica_that_did_not_write_it(
+        spawn: Spawner, db_url: str, db: asyncpg.Connection, webhook: WebhookSink) -> None:
+    # The dispatchers do not poll: a process wakes its own when it writes a message. A message whose
+    # writer died before delivering it is found by the heartbeat (every 10 s) of any replica.
+    await spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON, SLACK_WEBHOOK_URL=webhook.url).started()
+    await db.execute("INSERT INTO foojob_outbox (payload) VALUES ($1::text::jsonb)", '{"text": "left behind"}')
+    await wait_until(lambda: webhook.received, timeout=25, message="the heartbeat to find the message")
+    assert webhook.texts() == ["left behind"]
+    assert (await _outbox(db))[0]["delivered_at"] is not None
+
+
+async def _connections(db: asyncpg.Connection, pid: int) -> int:
+    return int(await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                                 f"foojob:{pid}"))
+
+
+async def test_a_replica_firing_every_second_holds_two_connections(spawn: Spawner, db_url: str,
+                                                                   db: asyncpg.Connection) -> None:
+    # One pooled connection for the runs and the LISTEN one (which also carries the heartbeat);
+    # what start-up borrowed more is given back after 10 s idle.
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND).started()
+    pid = svc.proc.pid
+
+    async def settled() -> bool:
+        return await _connections(db, pid) <= 2
+
+    await wait_until(settled, timeout=25, message="start-up's extra connections to be closed")
+    runs = await db.fetchval("SELECT count(*) FROM foojob_runs")
+    counts = []
+    for _ in range(15):  # three seconds: three fires
+        counts.append(await _connections(db, pid))
+        await asyncio.sleep(0.2)
+    assert await db.fetchval("SELECT count(*) FROM foojob_runs") >= runs + 2
+    print(f"connections of the replica, every 0.2 s over 3 s of fires: {counts}")
+    assert max(counts) <= 2
+
+
+async def test_a_frozen_replica_does_not_stop_the_fires(spawn: Spawner, db_url: str, db: asyncpg.Connection) -> None:
+    # Each replica starts with its own share of the fires due together, and tries the others' 50 ms
+    # later (bot/scheduler.py). The share of a replica that stops answering, still counted as up
+    # by the others until its heartbeat is 15 s old, is run by them, a moment late, once.
+    services = await start_all(spawn, 2, DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND)
+    live = "SELECT name, started_at, last_seen FROM foojob_replicas WHERE stopped_at IS NULL"
+    # Each has heard of the other (a heartbeat after both registered): both know there are two.
+
+    async def both_know() -> bool:
+        rows = await db.fetch(live)
+        return len(rows) == 2 and min(r["last_seen"] for r in rows) > max(r["started_at"] for r in rows)
+
+    await wait_until(both_know, timeout=25, message="both to count two replicas")
+    # The one whose share the job is: the one that runs it now.
+    await asyncio.sleep(2)
+    last = await db.fetchval("SELECT max(id) FROM foojob_runs WHERE trigger = 'schedule'")
+    [frozen] = [s for s in services if f"run {last} of foo (schedule" in s.stderr()]
+    await asyncio.sleep(1.5 - datetime.now(UTC).timestamp() % 1)  # mid-second: no run under way
+    frozen.proc.send_signal(signal.SIGSTOP)
+    try:
+        since = datetime.now(UTC)
+
+        async def three_fires() -> bool:
+            return int(await db.fetchval("SELECT count(*) FROM foojob_runs WHERE trigger = 'schedule' "
+                                         "AND scheduled_for > $1", since)) >= 3
+
+        await wait_until(three_fires, timeout=10, message="fires while the owner is frozen")
+        rows = await db.fetch("SELECT scheduled_for, count(*) AS n, max(started_at - scheduled_for) AS lag "
+                              "FROM foojob_runs WHERE trigger = 'schedule' AND scheduled_for > $1 GROUP BY 1", since)
+    finally:
+        frozen.proc.send_signal(signal.SIGCONT)
+    print(f"while the owner was frozen: {[(r['n'], r['lag'].total_seconds()) for r in rows]}")
+    assert all(r["n"] == 1 for r in rows)
+    assert all(r["lag"] < timedelta(seconds=0.5) for r in rows)
+
+
 # -- catch-up ---------------------------------------------------------------------------------------
 
 def _minutes_ago_cron(minutes: int) -> tuple[str, datetime]:
