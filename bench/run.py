@@ -322,6 +322,8 @@ async def scaling(server: str, http: aiohttp.ClientSession, replicas: int, jobs:
         await admin.close()
     expected = jobs * (math.floor(t1) - math.floor(t0))
     lags = [float(r["lag"]) for r in rows]
+    if not lags:
+        raise RuntimeError(f"no fire ran in the window ({replicas} replicas, {jobs} jobs): see the services' logs")
     fires = len(rows)
     cpu = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
     return {
@@ -659,7 +661,7 @@ def picture(f: dict[str, Any], path: Path) -> None:
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"foojob fire lag ({f.get('when', datetime.now(UTC).strftime('%Y-%m-%d'))}, make bench)")
+    fig.suptitle(f"foojob fire lag, make bench of {datetime.now(UTC).strftime('%Y-%m-%d')}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

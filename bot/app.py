@@ -212,7 +212,7 @@ async def catch_up(settings: Settings, core: Core, replica: str) -> None:
 
 
 async def _catch_up_job(settings: Settings, core: Core, replica: str, name: str, now: datetime) -> None:
-    since = await core.control.last_sign_of_life(name, replica)
+    since = await core.control.last_sign_of_life(name, replica, ALIVE_MARGIN)
     if since is None:
         return  # nothing ever ran here: a first start misses nothing
     missed = await core.control.missed_between(name, since, now, MAX_GAP_FIRES)
@@ -379,6 +379,9 @@ async def serve(settings: Settings) -> int:
                 backend.slack_health = slack.health
             else:
                 log.info("Slack control surface off: set SLACK_BOT_TOKEN and SLACK_APP_TOKEN to turn it on")
+            # Registered before catching up: a replica starting meanwhile sees this one is up.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(listener.beaten.wait(), 5)
             await catch_up(settings, core, replica)
             # Runs, delivered messages and audit older than FOOJOB_KEEP_RUNS: now, then hourly.
             pruner = Pruner(core.pool, core.queries, settings.keep_runs)

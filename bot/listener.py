@@ -1,8 +1,8 @@
-"""LISTEN/NOTIFY: every replica hears pause, resume and new outbox messages within moments.
+"""LISTEN/NOTIFY: every replica hears pause, resume and schedule changes within moments.
 
 The database stays the source of truth — a fire reads the pause state when it fires — so a
 missed notification can never cause a run while paused; notifications only make the rest prompt
-(the automatic-resume timer on every replica, the outbox dispatcher waking up). The listening
+(the automatic-resume timer on every replica, the schedule re-armed). The listening
 connection is a connection of its own (LISTEN does not survive a pool's recycling). When it is
 lost (the server restarted, an admin cut it) it comes back by itself, and the caller's
 ``on_connect`` re-reads what may have been missed meanwhile.
@@ -46,6 +46,7 @@ class Listener:
         self._every = every_s
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        self.beaten = asyncio.Event()  # the first heartbeat is done
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="listener")
@@ -72,6 +73,7 @@ class Listener:
                 while not closed.is_set():
                     # Also what notices a silent network loss, which fires no termination listener.
                     await asyncio.wait_for(self._beat(conn), self._every)
+                    self.beaten.set()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(closed.wait(), self._every)
                 raise ConnectionError("the listening connection was closed")
@@ -79,6 +81,12 @@ class Listener:
                 self.connected.clear()
                 lost_before = True
                 log.warning("listening connection lost (%s); reconnecting in %.1f s", type(exc).__name__, delay)
+            except Exception:
+                # A bug in on_connect or the heartbeat must not end the listener (and the heartbeat
+                # with it: the replica would look gone to the others while it runs on).
+                self.connected.clear()
+                lost_before = True
+                log.exception("listening connection: unexpected error; reconnecting in %.1f s", delay)
             finally:
                 if conn is not None and not conn.is_closed():
                     with contextlib.suppress(Exception):

@@ -18,7 +18,12 @@ RunStatus = Literal["running", "succeeded", "failed"]
 
 @dataclass(frozen=True)
 class JobContext:
-    """What a job is given: the connection of the run's transaction, the named queries, the zone."""
+    """What a job is given: the connection of the run's transaction, the named queries, the zone.
+
+    The connection goes back to the pool as it is (no reset: bot.db._keep_as_is), so a job changes
+    nothing that outlives the transaction: ``SET LOCAL``/``set_config(…, true)`` rather than
+    ``SET``, ``pg_advisory_xact_lock`` rather than ``pg_advisory_lock``, no ``LISTEN``, no temporary
+    table without ``ON COMMIT DROP``, no ``WITH HOLD`` cursor."""
 
     conn: asyncpg.Connection
     queries: Mapping[str, str]

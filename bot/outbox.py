@@ -87,6 +87,10 @@ async def post(session: aiohttp.ClientSession, url: Secret, payload: dict[str, A
 QUEUE_EMPTY = math.inf
 # After the database could not be reached: try again this soon.
 RETRY_S = 2.0
+# What deliver_one answers when messages wait but another replica holds the head: look again
+# HEAD_ELSEWHERE_S later (or when woken), in case a message came after that replica's last look.
+HEAD_ELSEWHERE = -1.0
+HEAD_ELSEWHERE_S = 2.0
 
 
 class Dispatcher:
@@ -142,7 +146,7 @@ class Dispatcher:
         try:
             while loop.time() < deadline:
                 wait = await self.deliver_one()
-                if wait == QUEUE_EMPTY:  # nothing pending (or another process is on it)
+                if wait in (QUEUE_EMPTY, HEAD_ELSEWHERE):  # nothing pending, or another process is on it
                     return
                 if wait is not None:
                     await asyncio.sleep(min(wait, max(0.0, deadline - loop.time())))
@@ -171,17 +175,22 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 if wait == QUEUE_EMPTY:
                     await asyncio.wait_for(self._wake.wait(), self._idle)
+                elif wait == HEAD_ELSEWHERE:
+                    await asyncio.wait_for(self._wake.wait(), HEAD_ELSEWHERE_S)
                 else:
                     await asyncio.wait_for(self._halt.wait(), wait)
 
     async def deliver_one(self) -> float | None:
         """Try the head of the queue. None: go again at once; QUEUE_EMPTY: nothing to do until a
-        message comes; a number: wait that long (Slack's pace, a retry)."""
+        message comes; HEAD_ELSEWHERE: another replica is delivering; a number: wait that long
+        (Slack's pace, a retry)."""
         assert self._session is not None
         async with acquire(self._pool) as conn, conn.transaction():
             head = await conn.fetchrow(self._q["outbox_head"])
-            if head is None:  # empty, or another replica has the head
-                return QUEUE_EMPTY
+            if head["id"] is None:
+                # Empty; or another replica has the head, and goes on to the rest — unless a message
+                # came after its last look: look again shortly while anything waits.
+                return HEAD_ELSEWHERE if head["pending"] else QUEUE_EMPTY
             if head["wait_s"] > 0:  # the head waits for its retry: nothing may pass it
                 return float(head["wait_s"])
             if await conn.fetchval(self._q["outbox_take_token"], self._rate, self._burst) is None:

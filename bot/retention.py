@@ -79,10 +79,10 @@ async def prune(pool: asyncpg.Pool, queries: Mapping[str, str], keep: timedelta,
         raise ValueError("batch must be at least 1")
     began = time.monotonic()
     async with acquire(pool) as conn:
-        if not await conn.fetchval(queries["retention_lock"]):
-            log.debug("retention: another replica is pruning; leaving it to them")
-            return None
         try:
+            if not await conn.fetchval(queries["retention_lock"]):
+                log.debug("retention: another replica is pruning; leaving it to them")
+                return None
             cutoff: datetime = await conn.fetchval(queries["retention_cutoff"], keep)
             pruned = Pruned(
                 runs=await _in_batches(conn, queries["prune_runs"], cutoff, batch),

@@ -65,8 +65,10 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
         self._current: dict[str, asyncio.Task[Any]] = {}
         self._pending: dict[str, tuple[Any, datetime, tuple[Any, ...]]] = {}
         self._stopped = False
-        # Fires due together, launched together once APScheduler has handed them all over.
+        # Fires due together, launched together once APScheduler has handed them all over; and the
+        # jobs of fires handed over but not launched yet (in the batch, or the others' share).
         self._batch: list[tuple[Any, datetime, tuple[Any, ...]]] = []
+        self._deferred: set[str] = set()
         self.rank, self.replicas = 0, 1
 
     def _launch_batch(self) -> None:
@@ -84,6 +86,7 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
         runs its own at once, and the database keeps them to one resume.)"""
         batch, self._batch = sorted(self._batch, key=lambda fire: fire[0].id), []
         if self._stopped:
+            self._drop(batch)
             return
         timers = [fire for fire in batch if fire[0].id.startswith("auto-resume:")]
         batch = [fire for fire in batch if not fire[0].id.startswith("auto-resume:")]
@@ -101,9 +104,11 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
                 await asyncio.wait(mine, timeout=OTHERS_AFTER_S)
             else:
                 await asyncio.sleep(OTHERS_AFTER_S)
-            if not self._stopped:
-                for fire in others:
-                    self._launch(*fire, look_first=True)
+            if self._stopped:
+                self._drop(others)
+                return
+            for fire in others:
+                self._launch(*fire, look_first=True)
 
         later = self._loop.create_task(then_the_others(), name="fire:others")
         self._tasks.add(later)
@@ -121,6 +126,14 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
             self._loop.call_soon(self._run_job_success, job_id, [])
         self._pending.clear()
 
+    def _drop(self, fires: list[tuple[Any, datetime, tuple[Any, ...]]]) -> None:
+        """Fires handed over but never launched (the service is stopping): answered, and told to the
+        watcher (another replica runs them, or they are reported missed)."""
+        for job, scheduled_for, _ in fires:
+            self._deferred.discard(job.id)
+            self._missed(job, [scheduled_for], "the service was stopping")
+            self._run_job_success(job.id, [])
+
     def _missed(self, job: Any, instants: list[datetime], reason: str) -> None:
         if self._on_missed is not None and instants and not job.id.startswith("auto-resume:"):
             self._on_missed(job.id, instants, reason)
@@ -132,10 +145,11 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
         # The arguments as they are now (the schedule's version): a fire kept for later must not
         # take those of a schedule armed after it.
         args = tuple(job.args)
-        if job.id not in self._current:
+        if job.id not in self._current and job.id not in self._deferred:
             if not self._batch:
                 self._loop.call_soon(self._launch_batch)  # after APScheduler's pass over the due jobs
             self._batch.append((job, scheduled_for, args))
+            self._deferred.add(job.id)
             return
         superseded = self._pending.get(job.id)
         self._pending[job.id] = (job, scheduled_for, args)
@@ -182,6 +196,7 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
         task.add_done_callback(done)
         self._tasks.add(task)
         self._current[job.id] = task
+        self._deferred.discard(job.id)
         return task
 
     async def drain(self, within_s: float) -> bool:

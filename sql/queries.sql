@@ -238,11 +238,16 @@ INSERT INTO foojob_outbox (payload) VALUES ($1);
 -- The pending test is repeated outside the subquery: if another replica delivers the row and
 -- commits between this statement's snapshot and its lock, PostgreSQL re-checks the outer WHERE
 -- on the new row version only, and without it would hand back a message already delivered.
-SELECT id, payload, attempts, greatest(0, extract(epoch FROM next_attempt_at - clock_timestamp())) AS wait_s
-FROM foojob_outbox
-WHERE id = (SELECT min(id) FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL)
-  AND delivered_at IS NULL AND failed_at IS NULL
-FOR UPDATE SKIP LOCKED;
+-- pending: whether any message waits (true with no id: another replica holds the head).
+SELECT head.id, head.payload, head.attempts, head.wait_s, queue.pending
+FROM (SELECT EXISTS (SELECT 1 FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL) AS pending) AS queue
+LEFT JOIN LATERAL (
+    SELECT id, payload, attempts, greatest(0, extract(epoch FROM next_attempt_at - clock_timestamp())) AS wait_s
+    FROM foojob_outbox
+    WHERE id = (SELECT min(id) FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL)
+      AND delivered_at IS NULL AND failed_at IS NULL
+    FOR UPDATE SKIP LOCKED
+) AS head ON true;
 
 -- name: outbox_take_token
 -- Take one token from the bucket ($1 tokens a second, $2 at most); no row back: none to take.
@@ -284,8 +289,9 @@ SELECT EXISTS (SELECT 1 FROM foojob_runs WHERE job = $1);
 -- starts the fires due at one instant from another place in the list of jobs (bot/scheduler.py).
 WITH forgotten AS (DELETE FROM foojob_replicas WHERE last_seen < now() - interval '1 day'),
      beat AS (
+         -- A name is one process's: once it has said goodbye, a late heartbeat changes nothing.
          INSERT INTO foojob_replicas (name, started_at, last_seen) VALUES ($1, now(), now())
-         ON CONFLICT (name) DO UPDATE SET last_seen = now(), stopped_at = NULL
+         ON CONFLICT (name) DO UPDATE SET last_seen = now() WHERE foojob_replicas.stopped_at IS NULL
      ),
      up AS (
          SELECT name FROM foojob_replicas
@@ -304,9 +310,19 @@ UPDATE foojob_replicas SET stopped_at = now(), last_seen = now() WHERE name = $1
 
 -- name: last_sign_of_life
 -- When the last process other than $1 was last known up (or the last run started, if that is
--- later: replicas not seen for a day are forgotten). NULL: nothing ever ran here.
-SELECT greatest((SELECT max(coalesce(stopped_at, last_seen)) FROM foojob_replicas WHERE name <> $1),
-                (SELECT max(started_at) FROM foojob_runs WHERE job = $2));
+-- later: replicas not seen for a day are forgotten). NULL: nothing ever ran here. Only processes
+-- that started more than $3 seconds ago are witnesses: those starting now, with this one, were not
+-- up during the gap (each of them computes the same gap, and the report and the run are claimed
+-- once). Now, when such a process is still up (its heartbeat younger than $3 seconds, no goodbye):
+-- there is no gap, and a fire it has not run yet (waiting for a run in progress) is its business.
+WITH witnesses AS (
+    SELECT * FROM foojob_replicas WHERE name <> $1 AND started_at < now() - make_interval(secs => $3)
+)
+SELECT CASE WHEN EXISTS (SELECT 1 FROM witnesses
+                         WHERE stopped_at IS NULL AND last_seen > now() - make_interval(secs => $3))
+            THEN now()
+            ELSE greatest((SELECT max(coalesce(stopped_at, last_seen)) FROM witnesses),
+                          (SELECT max(started_at) FROM foojob_runs WHERE job = $2)) END;
 
 -- name: report_missed
 -- Claim the report of a missed fire (once across replicas): only if no run claimed that instant,

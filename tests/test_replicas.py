@@ -434,6 +434,28 @@ async def test_a_fire_another_replica_was_up_for_is_not_caught_up(spawn: Spawner
     assert await db.fetchval(mine, f"%:{svc.proc.pid}:%") is not None
 
 
+async def test_a_late_heartbeat_never_undoes_a_goodbye_and_a_replica_up_means_no_gap(db: asyncpg.Connection) -> None:
+    from bot.db import Queries
+
+    q = Queries()
+    await db.execute("INSERT INTO foojob_replicas (name, started_at, last_seen, stopped_at) "
+                     "VALUES ('gone:1:ab', now() - interval '1 hour', now() - interval '5 minutes', "
+                     "now() - interval '5 minutes')")
+    stopped = await db.fetchval("SELECT stopped_at FROM foojob_replicas WHERE name = 'gone:1:ab'")
+    await db.fetchrow(q["replica_heartbeat"], "gone:1:ab", 15.0)  # a beat that lost the race with goodbye
+    assert await db.fetchval("SELECT stopped_at FROM foojob_replicas WHERE name = 'gone:1:ab'") == stopped
+    # The gap begins where the last process stopped...
+    assert await db.fetchval(q["last_sign_of_life"], "me:2:cd", "foo", 15.0) == stopped
+    # A process starting now, as this one does, was not up during the gap: no witness.
+    await db.fetchrow(q["replica_heartbeat"], "new:3:ef", 15.0)
+    assert await db.fetchval(q["last_sign_of_life"], "me:2:cd", "foo", 15.0) == stopped
+    # One that has been up a while and still is: then there is no gap at all.
+    await db.execute("INSERT INTO foojob_replicas (name, started_at, last_seen) "
+                     "VALUES ('up:4:gh', now() - interval '1 hour', now() - interval '3 seconds')")
+    since = await db.fetchval(q["last_sign_of_life"], "me:2:cd", "foo", 15.0)
+    assert since > datetime.now(UTC) - timedelta(seconds=5)
+
+
 async def test_replicas_starting_together_catch_up_once(spawn: Spawner, db_url: str, db: asyncpg.Connection) -> None:
     cron, fire = _minutes_ago_cron(3)
     await db.execute("INSERT INTO foojob_runs (job, trigger, scheduled_for, started_at, finished_at, status) "
