@@ -280,7 +280,7 @@ async def _until_mid_second() -> float:
 
 
 async def scaling(server: str, http: aiohttp.ClientSession, replicas: int, jobs: int,
-                  seconds: int = SCALE_SECONDS) -> dict[str, Any]:
+                  seconds: int = SCALE_SECONDS, **env: str) -> dict[str, Any]:
     """``replicas`` processes, ``jobs`` jobs each on a 1-second schedule, for ``seconds``: fire lag,
     fires run (exactly once?), transactions, connections and CPU, over a window that starts once
     every job has run."""
@@ -288,7 +288,7 @@ async def scaling(server: str, http: aiohttp.ClientSession, replicas: int, jobs:
     try:
         async with scratch_db(server) as db:
             async with services(replicas, http, REPLICA, DATABASE_URL=db, FOOJOB_CRON=EVERY_SECOND,
-                                BENCH_JOBS=str(jobs)) as running:
+                                BENCH_JOBS=str(jobs), **env) as running:
                 healthy = time.monotonic()
                 probe = await asyncpg.connect(db)
                 try:
