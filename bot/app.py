@@ -379,7 +379,8 @@ async def serve(settings: Settings) -> int:
                 backend.slack_health = slack.health
             else:
                 log.info("Slack control surface off: set SLACK_BOT_TOKEN and SLACK_APP_TOKEN to turn it on")
-            # Registered before catching up: a replica starting meanwhile sees this one is up.
+            # The first heartbeat before catching up and firing: this replica is on record, and knows
+            # its place among the replicas up (bot.scheduler shares the fires by it).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(listener.beaten.wait(), 5)
             await catch_up(settings, core, replica)

@@ -364,8 +364,8 @@ class Control:
         return [at for at in fires if at not in ran]
 
     async def last_sign_of_life(self, job: str, replica: str, alive_within: timedelta) -> datetime | None:
-        """When another process was last known up, or the job last ran: where a gap began (now,
-        when another process is up: no gap)."""
+        """When another process that was up before this one's start was last known up, or the job
+        last ran: where a gap began."""
         async with self._conn() as conn:
             value: datetime | None = await conn.fetchval(self._q["last_sign_of_life"], replica, job,
                                                          alive_within.total_seconds())

@@ -311,18 +311,13 @@ UPDATE foojob_replicas SET stopped_at = now(), last_seen = now() WHERE name = $1
 -- name: last_sign_of_life
 -- When the last process other than $1 was last known up (or the last run started, if that is
 -- later: replicas not seen for a day are forgotten). NULL: nothing ever ran here. Only processes
--- that started more than $3 seconds ago are witnesses: those starting now, with this one, were not
--- up during the gap (each of them computes the same gap, and the report and the run are claimed
--- once). Now, when such a process is still up (its heartbeat younger than $3 seconds, no goodbye):
--- there is no gap, and a fire it has not run yet (waiting for a run in progress) is its business.
-WITH witnesses AS (
-    SELECT * FROM foojob_replicas WHERE name <> $1 AND started_at < now() - make_interval(secs => $3)
-)
-SELECT CASE WHEN EXISTS (SELECT 1 FROM witnesses
-                         WHERE stopped_at IS NULL AND last_seen > now() - make_interval(secs => $3))
-            THEN now()
-            ELSE greatest((SELECT max(coalesce(stopped_at, last_seen)) FROM witnesses),
-                          (SELECT max(started_at) FROM foojob_runs WHERE job = $2)) END;
+-- that started more than $3 seconds ago count: those starting now, with this one, were not up
+-- during the gap (each of them computes the same gap, and its report and its run are claimed
+-- once). A process that still beats counts from its last heartbeat, not as "up now": it may have
+-- crashed since, or stopped firing to drain its run (fires it did run are not missed anyway).
+SELECT greatest((SELECT max(coalesce(stopped_at, last_seen)) FROM foojob_replicas
+                 WHERE name <> $1 AND started_at < now() - make_interval(secs => $3)),
+                (SELECT max(started_at) FROM foojob_runs WHERE job = $2));
 
 -- name: report_missed
 -- Claim the report of a missed fire (once across replicas): only if no run claimed that instant,

@@ -384,6 +384,27 @@ async def test_one_catch_up_run_after_everyone_was_down(spawn: Spawner, db_url: 
     assert len(await _catch_ups(db)) == 1
 
 
+async def test_a_crash_and_a_quick_restart_reports_the_gap_and_catches_up(spawn: Spawner, db_url: str,
+                                                                         db: asyncpg.Connection) -> None:
+    # The killed process's last heartbeat is still fresh when its successor starts (a platform
+    # restarts a crash at once): it dates the gap, it does not vouch that there was none.
+    first = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND).started()
+    await wait_until(lambda: db.fetchval("SELECT count(*) FROM foojob_runs"), message="a first run")
+    # As if it had been up for an hour (a replica that started with this one would not count).
+    await db.execute("UPDATE foojob_replicas SET started_at = started_at - interval '1 hour' WHERE name LIKE $1",
+                     f"%:{first.proc.pid}:%")
+    first.proc.send_signal(signal.SIGKILL)
+    await wait_until(lambda: first.proc.poll() is not None, message="the process to die")
+    killed_at = datetime.now(UTC)
+    await asyncio.sleep(2.5)  # a downtime (not a wait for anything): its fires have nobody to run them
+    second = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND).started()
+    [report] = await db.fetch("SELECT * FROM foojob_missed WHERE reason = 'no replica was up'")
+    assert report["fires"] >= 2 and report["scheduled_for"] >= killed_at - timedelta(seconds=1)
+    [run] = await _catch_ups(db)
+    assert run["scheduled_for"] > killed_at
+    assert "no replica was up" in second.stderr()
+
+
 async def test_never_a_burst_of_catch_ups(spawn: Spawner, db_url: str, db: asyncpg.Connection) -> None:
     # Down for 40 minutes on a schedule of every 5 minutes: 8 missed fires, one catch-up (the latest).
     began = datetime.now(UTC)
@@ -434,7 +455,8 @@ async def test_a_fire_another_replica_was_up_for_is_not_caught_up(spawn: Spawner
     assert await db.fetchval(mine, f"%:{svc.proc.pid}:%") is not None
 
 
-async def test_a_late_heartbeat_never_undoes_a_goodbye_and_a_replica_up_means_no_gap(db: asyncpg.Connection) -> None:
+async def test_a_late_heartbeat_never_undoes_a_goodbye_and_only_older_replicas_date_a_gap(
+        db: asyncpg.Connection) -> None:
     from bot.db import Queries
 
     q = Queries()
@@ -449,11 +471,11 @@ async def test_a_late_heartbeat_never_undoes_a_goodbye_and_a_replica_up_means_no
     # A process starting now, as this one does, was not up during the gap: no witness.
     await db.fetchrow(q["replica_heartbeat"], "new:3:ef", 15.0)
     assert await db.fetchval(q["last_sign_of_life"], "me:2:cd", "foo", 15.0) == stopped
-    # One that has been up a while and still is: then there is no gap at all.
+    # One that has been up a while: the gap begins at its last heartbeat (it may have crashed since).
     await db.execute("INSERT INTO foojob_replicas (name, started_at, last_seen) "
                      "VALUES ('up:4:gh', now() - interval '1 hour', now() - interval '3 seconds')")
-    since = await db.fetchval(q["last_sign_of_life"], "me:2:cd", "foo", 15.0)
-    assert since > datetime.now(UTC) - timedelta(seconds=5)
+    beat = await db.fetchval("SELECT last_seen FROM foojob_replicas WHERE name = 'up:4:gh'")
+    assert await db.fetchval(q["last_sign_of_life"], "me:2:cd", "foo", 15.0) == beat
 
 
 async def test_replicas_starting_together_catch_up_once(spawn: Spawner, db_url: str, db: asyncpg.Connection) -> None:
