@@ -17,6 +17,7 @@ from urllib.parse import SplitResult, parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.cron import CronSchedule
+from bot.db import DEFAULT_POOL_SIZE
 from bot.durations import parse_span
 from bot.errors import BadInput, ConfigError, CronError
 from jobs import JOBS
@@ -77,7 +78,7 @@ class Settings:
     late_after: timedelta = timedelta(minutes=1)
     heartbeat_url: Secret | None = None
     keep_runs: timedelta = timedelta(days=90)
-    database_pool_size: int = 10
+    database_pool_size: int = DEFAULT_POOL_SIZE
 
     def secrets(self) -> list[str]:
         """The values that must never be shown (for the log filter)."""
@@ -136,7 +137,7 @@ class Settings:
             late_after=_span(get("FOOJOB_LATE_AFTER") or "1m", "FOOJOB_LATE_AFTER"),
             heartbeat_url=_ping_url(get("FOOJOB_HEARTBEAT_URL")),
             keep_runs=_span(get("FOOJOB_KEEP_RUNS") or "90d", "FOOJOB_KEEP_RUNS"),
-            database_pool_size=_pool_size(get("DATABASE_POOL_SIZE") or "10"),
+            database_pool_size=_pool_size(get("DATABASE_POOL_SIZE") or str(DEFAULT_POOL_SIZE)),
         )
 
 

@@ -363,12 +363,12 @@ class Control:
             ran = {r["scheduled_for"] for r in await conn.fetch(self._q["runs_between"], job, since, until)}
         return [at for at in fires if at not in ran]
 
-    async def last_sign_of_life(self, job: str, replica: str, alive_within: timedelta) -> datetime | None:
-        """When another process that was up before this one's start was last known up, or the job
-        last ran: where a gap began."""
+    async def last_sign_of_life(self, job: str, replica: str, started_before: timedelta) -> datetime | None:
+        """When another process, started more than ``started_before`` ago (not with this one), was
+        last known up, or the job last ran: where a gap began."""
         async with self._conn() as conn:
             value: datetime | None = await conn.fetchval(self._q["last_sign_of_life"], replica, job,
-                                                         alive_within.total_seconds())
+                                                         started_before.total_seconds())
             return value
 
     async def report_missed(self, job: str, instants: list[datetime], reason: str, message: Message) -> bool:

@@ -190,11 +190,11 @@ async def _keep_as_is(conn: asyncpg.Connection) -> None:
     """The pool's reset on release, which is nothing: asyncpg's default sends one more statement per
     release (``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``), a transaction
     of its own, each time. Nothing foojob does on a pooled connection outlives its transaction (and
-    jobs are asked the same: bot.model.JobContext): every
-    setting is ``set_config(…, true)`` (SET LOCAL), every lock but one is ``pg_advisory_xact_lock``,
-    LISTEN has a connection of its own, and no cursor is declared. The one session lock (retention's,
-    bot/retention.py) is released there, or its connection is closed. (asyncpg still rolls back a
-    transaction left open before calling this: ``PoolConnectionHolder.release``.)"""
+    jobs are asked the same: bot.model.JobContext): every setting is ``set_config(…, true)`` (SET
+    LOCAL), every lock but one is ``pg_advisory_xact_lock``, LISTEN has a connection of its own, and
+    no cursor is declared. The one session lock (retention's, bot/retention.py) is released there,
+    or its connection is closed. (asyncpg still rolls back a transaction left open before calling
+    this: ``PoolConnectionHolder.release``.)"""
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = DEFAULT_POOL_SIZE) -> asyncpg.Pool:

@@ -28,17 +28,11 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[str], None]
 Beat = Callable[[asyncpg.Connection], Awaitable[None]]
-KEEPALIVE_S = 10.0
-
-
-async def _select_1(conn: asyncpg.Connection) -> None:
-    await conn.fetchval("SELECT 1")
 
 
 class Listener:
     def __init__(self, dsn: str, handlers: Mapping[str, Handler],
-                 on_connect: Callable[[], Awaitable[None]], beat: Beat = _select_1,
-                 every_s: float = KEEPALIVE_S) -> None:
+                 on_connect: Callable[[], Awaitable[None]], beat: Beat, every_s: float) -> None:
         self._dsn = dsn
         self._handlers = handlers
         self._on_connect = on_connect
