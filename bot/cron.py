@@ -6,7 +6,12 @@ issue #286, PR #381), so a user's crontab line would silently fire on the wrong 
 
 * 5 fields ``minute hour day-of-month month day-of-week``, or 6 with seconds first;
 * ``*``, numbers, ranges ``a-b``, steps ``*/n`` ``a-b/n`` ``a/n``, lists; month and weekday names;
-* weekday 0 and 7 are Sunday;
+* weekday 0 and 7 are Sunday; a weekday range ending in Sunday written 0 or ``SUN`` ends in 7
+  (``SAT-SUN`` = 6-7, ``FRI-SUN`` = ``5-0`` = 5-7), as cronie's current ``get_range`` reads it
+  (cronie PR #200, 2025: ``if (low_ > high_ && high_ == 0) high_ = 7;``); ``0-0`` stays Sunday.
+  cronie's ``get_range`` does not know the field and rewrites in every field (hours ``5-0`` are
+  5-7 there); here only the weekday field does, and every other backwards range is refused (as
+  cronie at 4cd4d2e did; its current source loads one as an empty range, which never fires);
 * when both day-of-month and day-of-week are restricted, a day matches if *either* does; a field
   is restricted when it does not start with ``*`` (crontab(5) as Debian words it: ``*/2`` is not
   restricted, so ``0 0 */2 * 1`` means odd days that are Mondays);
@@ -14,7 +19,9 @@ issue #286, PR #381), so a user's crontab line would silently fire on the wrong 
 
 Two extensions that cronie refuses are accepted because existing schedules use them: a step after
 a single number (``5/20`` = ``5-59/20``; cronie's ``get_range`` allows ``/`` only after ``*`` or a
-range) and macros in any case (``@Daily``; cronie compares them with ``strcmp``).
+range) and macros in any case (``@Daily``; cronie compares them with ``strcmp``). A weekday range
+ending in 0 or ``SUN`` with a step (``5-0/2``) is refused: cronie skips the 0-to-7 rewrite when a
+step follows and loads it as an empty range, which never fires.
 
 Wall-clock times are read in the configured zone. Across daylight-saving changes the fire times
 are those of cronie, the cron of Fedora/RHEL, as its main loop in ``src/cron.c`` behaves (the
@@ -135,6 +142,15 @@ def _parse_field(text: str, field: _Field) -> frozenset[int]:
             low = _value(first, field)
             # "a/n" means "a-max/n" (as croniter reads it): an extension, cronie refuses it.
             high = _value(last, field) if last else (field.high if step_text else low)
+            if field is _DOW and last and high == 0 and low > 0:
+                # A weekday range ending in Sunday written 0 or SUN ends in 7: SAT-SUN is 6-7, FRI-SUN
+                # and 5-0 are 5-7 (cronie's get_range since PR #200). 0-0 and SUN-SUN stay Sunday.
+                # cronie rewrites only when no step follows (it loads 5-0/2 as an empty range, which
+                # never fires): refused here, as every schedule that never fires is.
+                if step_text:
+                    raise CronError(f"{field.name}: a range ending in Sunday takes no step "
+                                    f"(cronie reads {first}-{last}/{step_text} as empty): write {low}-7/{step_text}")
+                high = 7
         step = int(step_text) if step_text else 1
         if step < 1:
             raise CronError(f"{field.name}: step must be at least 1")

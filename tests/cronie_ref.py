@@ -10,6 +10,12 @@ module instead lets real time pass, in UTC, and does what cronie's daemon does a
   a field's first character is ``*``), ``get_list``, ``get_range`` (``*``, ``a``, ``a-b``, a step
   only after ``*`` or ``a-b``, so ``5/20`` is refused) and ``get_number`` (names of three letters,
   any case). cronie has no seconds field; a sixth field first is read as a minute field would be.
+  One rule comes from cronie's current ``get_range`` instead (PR #200, merged March 2025, after
+  4cd4d2e): a range whose high end is 0 and higher low end, with no step after it, ends in 7
+  (``if (low_ > high_ && high_ == 0) high_ = 7;`` in state ``R_RANGE_NUM2``, before the ``/``
+  test), so ``SAT-SUN`` and ``5-0`` are 6-7 and 5-7. Like the C code, it does not look at the
+  field (hours ``5-0`` are 5-7 too). Other backwards ranges are refused here, as at 4cd4d2e; the
+  current source loads them, setting nothing. Neither kind is written by the tests' strategies.
 * ``fires`` follows ``src/cron.c``: ``set_time`` (``clockTime = (now + GMToff) / 60``, minutes
   since the epoch in wall-clock terms), the main loop's four cases on ``timeDiff = timeRunning -
   virtualTime`` (1: the common case; 2..5: woke up late, run every missed minute; 6..180: "DST
@@ -131,6 +137,8 @@ def _get_range(r: _Reader, bits: set[int], low: int, high: int, names: list[str]
             return
         r.get_char()
         num2 = _get_number(r, low, names, "/, \t\n")
+        if num1 > num2 and num2 == 0 and r.ch() != "/":
+            num2 = 7  # cronie's current R_RANGE_NUM2 (PR #200): SAT-SUN is 6-7; not before a step
         if num1 > num2:
             raise Refused(f"{r.text!r}: {num1}-{num2} runs backwards")
     num3 = 1

@@ -74,6 +74,72 @@ def test_a_one_value_range_is_that_value() -> None:
     assert fires("0 12 * * 0-0", start, 1) == ["2025-01-05T12:00:00+00:00"]
 
 
+def weekdays(iso_times: list[str]) -> list[str]:
+    return [datetime.fromisoformat(t).strftime("%a") for t in iso_times]
+
+
+def test_a_weekday_range_ending_in_sunday_ends_in_7() -> None:
+    # cronie's get_range (PR #200): a range whose high end is 0 (written 0 or SUN) ends in 7.
+    start = "2026-01-01T12:00:00+00:00"  # a Thursday
+    weekend = ["2026-01-03T00:00:00+00:00", "2026-01-04T00:00:00+00:00", "2026-01-10T00:00:00+00:00",
+               "2026-01-11T00:00:00+00:00"]
+    assert weekdays(weekend) == ["Sat", "Sun", "Sat", "Sun"]
+    check("0 0 * * SAT-SUN", "UTC", start, weekend)
+    check("0 0 * * 6-0", "UTC", start, weekend)
+    fri_to_sun = ["2026-01-02T00:00:00+00:00", *weekend[:2], "2026-01-09T00:00:00+00:00", *weekend[2:]]
+    assert weekdays(fri_to_sun) == ["Fri", "Sat", "Sun", "Fri", "Sat", "Sun"]
+    check("0 0 * * FRI-SUN", "UTC", start, fri_to_sun)
+    check("0 0 * * 5-0", "UTC", start, fri_to_sun)
+    check("0 0 * * fri-Sun", "UTC", start, fri_to_sun)
+    # Sunday really is in: São Paulo's 2018-11-04 (a Sunday) had no midnight, so it fires at 01:00.
+    check("0 0 * * SAT-SUN", "America/Sao_Paulo", "2018-11-02T12:00:00-03:00",
+          ["2018-11-03T00:00:00-03:00", "2018-11-04T01:00:00-02:00", "2018-11-10T00:00:00-02:00",
+           "2018-11-11T00:00:00-02:00"])
+
+
+@pytest.mark.parametrize(("dow", "days"), [
+    ("SAT-SUN", {6, 0}),
+    ("6-0", {6, 0}),
+    ("FRI-SUN", {5, 6, 0}),
+    ("5-0", {5, 6, 0}),
+    ("MON-SUN", {0, 1, 2, 3, 4, 5, 6}),
+    ("1-0", {0, 1, 2, 3, 4, 5, 6}),
+    ("7-0", {0}),
+    ("FRI-SUN,TUE", {5, 6, 0, 2}),
+    # 0 as the low end stays 0: these are unchanged.
+    ("0-0", {0}),
+    ("SUN-SUN", {0}),
+    ("0-3", {0, 1, 2, 3}),
+    ("SUN-WED", {0, 1, 2, 3}),
+    ("0-7", {0, 1, 2, 3, 4, 5, 6}),
+])
+def test_weekday_ranges_ending_in_sunday_read_as_cronie_reads_them(dow: str, days: set[int]) -> None:
+    expr = f"0 0 * * {dow}"
+    assert CronSchedule.parse(expr).weekdays == days
+    assert {d % 7 for d in cronie_ref.parse(expr).dow} == days  # the model: 0 and 7 both Sunday
+
+
+def test_a_weekday_range_ending_in_sunday_with_a_step_is_refused() -> None:
+    # cronie rewrites 0 as 7 only when no step follows, and loads 5-0/n as an empty range that
+    # never fires: refused here, naming what to write instead.
+    for expr in ("0 0 * * 5-0/1", "0 0 * * FRI-SUN/2"):
+        with pytest.raises(CronError, match=r"takes no step .* write 5-7/"):
+            CronSchedule.parse(expr)
+
+
+@pytest.mark.parametrize(("expr", "problem"), [
+    ("0 0 * * 5-2", "day-of-week: range 5-2 runs backwards"),
+    ("0 0 * * SAT-MON", "day-of-week: range 6-1 runs backwards"),
+    ("0 0 * * 6-5/1", "day-of-week: range 6-5 runs backwards"),
+    ("0 10-5 * * *", "hour: range 10-5 runs backwards"),
+    # Only the weekday field ends a range in 7 (cronie's get_range would read these hours as 5-7).
+    ("0 5-0 * * *", "hour: range 5-0 runs backwards"),
+])
+def test_other_backwards_ranges_are_still_refused(expr: str, problem: str) -> None:
+    with pytest.raises(CronError, match=problem):
+        CronSchedule.parse(expr)
+
+
 def test_the_default_schedule_one_minute_past_midnight_in_the_zone() -> None:
     tokyo = ZoneInfo("Asia/Tokyo")
     assert fires("1 0 * * *", datetime(2026, 1, 1, 12, tzinfo=UTC), 1, tokyo) == ["2026-01-02T00:01:00+09:00"]
