@@ -279,16 +279,36 @@ async def _until_mid_second() -> float:
     return time.time()
 
 
+SQL_JOB = """-- cron: * * * * * *
+-- description: make bench's SQL job {n}: foo's UPSERT, on a row of its own
+INSERT INTO foo (id, col_timestamp) VALUES ({n}, now())
+ON CONFLICT (id) DO UPDATE SET col_timestamp = EXCLUDED.col_timestamp
+RETURNING id, col_timestamp;
+"""
+
+
+def sql_jobs_dir(jobs: int) -> Path:
+    """A folder of ``jobs`` SQL job files (FOOJOB_JOBS_DIR), each an UPSERT as foo's."""
+    folder = Path(tempfile.mkdtemp(prefix="foojob-bench-sql-jobs-"))
+    for n in range(1, jobs + 1):
+        (folder / f"sql{n:03d}.sql").write_text(SQL_JOB.format(n=n + 1))
+    return folder
+
+
 async def scaling(server: str, http: aiohttp.ClientSession, replicas: int, jobs: int,
-                  seconds: int = SCALE_SECONDS, **env: str) -> dict[str, Any]:
+                  seconds: int = SCALE_SECONDS, *, sql: bool = False, **env: str) -> dict[str, Any]:
     """``replicas`` processes, ``jobs`` jobs each on a 1-second schedule, for ``seconds``: fire lag,
     fires run (exactly once?), transactions, connections and CPU, over a window that starts once
-    every job has run."""
+    every job has run. ``sql``: foo and ``jobs`` - 1 SQL jobs (files in FOOJOB_JOBS_DIR), rather
+    than no-op Python jobs."""
     admin = await asyncpg.connect(server)
+    folder = sql_jobs_dir(jobs - 1) if sql else None
+    if folder is not None:
+        env = {**env, "FOOJOB_JOBS_DIR": str(folder)}
     try:
         async with scratch_db(server) as db:
             async with services(replicas, http, REPLICA, DATABASE_URL=db, FOOJOB_CRON=EVERY_SECOND,
-                                BENCH_JOBS=str(jobs), **env) as running:
+                                BENCH_JOBS="1" if sql else str(jobs), **env) as running:
                 healthy = time.monotonic()
                 probe = await asyncpg.connect(db)
                 try:
@@ -320,6 +340,8 @@ async def scaling(server: str, http: aiohttp.ClientSession, replicas: int, jobs:
                 await conn.close()
     finally:
         await admin.close()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
     expected = jobs * (math.floor(t1) - math.floor(t0))
     lags = [float(r["lag"]) for r in rows]
     if not lags:
@@ -327,7 +349,7 @@ async def scaling(server: str, http: aiohttp.ClientSession, replicas: int, jobs:
     fires = len(rows)
     cpu = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
     return {
-        "replicas": replicas, "jobs": jobs, "seconds": round(t1 - t0, 3),
+        "replicas": replicas, "jobs": jobs, "kind": "sql" if sql else "python", "seconds": round(t1 - t0, 3),
         "fires_expected": expected, "fires_run": fires, "missing": expected - fires,
         "duplicates": sum(r["runs"] - 1 for r in rows),
         "lag_p50": ms(pct(lags, 50)), "lag_p99": ms(pct(lags, 99)), "lag_max": ms(max(lags)),
@@ -493,6 +515,11 @@ async def main(only: set[str]) -> int:
                     figures[f"scale_jobs_{jobs}"] = await scaling(server, http, JOBS_REPLICAS, jobs)
                 print(f"  {jobs} job(s) on {JOBS_REPLICAS} replicas: {_line(figures[f'scale_jobs_{jobs}'])}",
                       flush=True)
+            # The jobs users mostly schedule: SQL files (an UPSERT each), read from FOOJOB_JOBS_DIR.
+            sql_jobs = max(JOBS_SCALE)
+            figures[f"scale_sql_jobs_{sql_jobs}"] = await scaling(server, http, JOBS_REPLICAS, sql_jobs, sql=True)
+            print(f"  {sql_jobs} SQL jobs on {JOBS_REPLICAS} replicas: "
+                  f"{_line(figures[f'scale_sql_jobs_{sql_jobs}'])}", flush=True)
 
         if "idle" in only:
             figures["idle"] = await idle(server, http, hook)
@@ -583,7 +610,8 @@ def report(f: dict[str, Any], extra: dict[str, Any], version: str, *, complete: 
     scale_rows: list[Row] = []
     bare1 = f.get("bare_aps_fire_lag_p99_1")
     for key, label in [*((f"scale_replicas_{r}", f"{r} replica{'s' if r > 1 else ''}, 1 job") for r in REPLICAS_SCALE),
-                       *((f"scale_jobs_{j}", f"{JOBS_REPLICAS} replicas, {j} jobs") for j in JOBS_SCALE if j > 1)]:
+                       *((f"scale_jobs_{j}", f"{JOBS_REPLICAS} replicas, {j} jobs") for j in JOBS_SCALE if j > 1),
+                       (f"scale_sql_jobs_{max(JOBS_SCALE)}", f"{JOBS_REPLICAS} replicas, {max(JOBS_SCALE)} SQL jobs")]:
         if key not in f:
             continue
         r = f[key]

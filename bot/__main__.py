@@ -1,5 +1,6 @@
-"""The command line: ``foojob [serve | migrate | run-now | pause | resume | status | history |
-schedule [set CRON | reset] | skip | unskip | next [N]]`` (``python -m bot`` is the same command).
+"""The command line: ``foojob [serve | migrate | jobs | run-now | pause | resume | status | history |
+schedule [set CRON | reset] | skip | unskip | next [N]]`` (``python -m bot`` is the same command);
+every verb takes ``--job NAME`` (default ``FOOJOB_DEFAULT_JOB``) and ``--json``, options anywhere.
 
 ``serve`` (the default) runs the service; ``migrate`` applies migrations and exits (Heroku's
 release phase); the verbs act on the database directly, for ``heroku run`` and cron-less ops.
@@ -20,7 +21,6 @@ from collections.abc import Sequence
 from bot import __version__, logs
 from bot.config import Settings
 from bot.errors import AlreadyRunning, BadInput, ConfigError, Conflict, DatabaseUnavailable, FoojobError
-from jobs import DEFAULT_JOB
 
 EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 1, 2, 3
 
@@ -30,23 +30,33 @@ def _prog() -> str:
     return "python -m bot" if os.path.basename(sys.argv[0]) == "__main__.py" else "foojob"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=_prog(), description="foojob: a cron job run from Slack.")
+VERBS = (("jobs", "list the jobs: each one's kind, schedule, state and last run"),
+         ("run-now", "run the job now and print its result"),
+         ("pause", "pause the schedule: pause [DURATION] [REASON…]"),
+         ("resume", "resume the schedule"),
+         ("status", "show whether the schedule is paused, the next and the last run"),
+         ("history", "show the last runs"),
+         ("schedule", "show the schedule; `schedule set CRON [--timezone ZONE]`, `schedule reset`"),
+         ("skip", "skip the next fire (only that one)"),
+         ("unskip", "run the skipped fire after all"),
+         ("next", "the next fire times: next [N]"))
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The command's parser, and each verb's. A verb's words are read by its own parser with
+    ``parse_intermixed_args``, so that options go anywhere (``schedule set --job bar '*/6 * * * *'``):
+    argparse cannot do that through subparsers."""
+    parser = argparse.ArgumentParser(prog=_prog(), description="foojob: cron jobs run from Slack.")
     parser.add_argument("--version", action="version", version=f"foojob {__version__}")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the service (the default)")
     sub.add_parser("migrate", help="apply database migrations and exit")
-    for name, text in (("run-now", "run the job now and print its result"),
-                       ("pause", "pause the schedule: pause [DURATION] [REASON…]"),
-                       ("resume", "resume the schedule"),
-                       ("status", "show whether the schedule is paused, the next and the last run"),
-                       ("history", "show the last runs"),
-                       ("schedule", "show the schedule; `schedule set CRON [--timezone ZONE]`, `schedule reset`"),
-                       ("skip", "skip the next fire (only that one)"),
-                       ("unskip", "run the skipped fire after all"),
-                       ("next", "the next fire times: next [N]")):
-        cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("--job", default=DEFAULT_JOB, help=f"the job (default {DEFAULT_JOB})")
+    verbs: dict[str, argparse.ArgumentParser] = {}
+    for name, text in VERBS:
+        sub.add_parser(name, help=text, add_help=False)
+        cmd = verbs[name] = argparse.ArgumentParser(prog=f"{_prog()} {name}", description=text)
+        if name != "jobs":
+            cmd.add_argument("--job", help="the job (default: FOOJOB_DEFAULT_JOB, foo unless set)")
         cmd.add_argument("--json", action="store_true", help="print JSON as the HTTP API does")
         if name == "pause":
             cmd.add_argument("words", nargs="*", metavar="DURATION/REASON",
@@ -56,13 +66,13 @@ def _parser() -> argparse.ArgumentParser:
         if name == "schedule":
             cmd.add_argument("words", nargs="*", metavar="set CRON | reset",
                              help="nothing: show it; set CRON (5 fields, or 6 with seconds first; quote it or not); "
-                                  "reset: back to FOOJOB_CRON / FOOJOB_TIMEZONE")
+                                  "reset: back to the configured schedule (its variable, or its file's header)")
             cmd.add_argument("--timezone", help="with set: the IANA zone to read it in (default: the current one)")
             cmd.add_argument("--next", type=int, default=5, metavar="N", help="how many fire times to show (default 5)")
         if name == "next":
             cmd.add_argument("count", nargs="?", type=int, default=5, metavar="N",
                              help="how many fire times (default 5, at most 50)")
-    return parser
+    return parser, verbs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,7 +93,16 @@ def _main(argv: Sequence[str] | None) -> int:
         except UnicodeEncodeError:  # bytes that are not UTF-8, kept as surrogates by Python
             sys.stderr.write("foojob: an argument is not valid UTF-8 text\n")
             return EXIT_USAGE
-    args = _parser().parse_args(words)
+    parser, verbs = _parser()
+    command = next((w for w in words if not w.startswith("-")), None)
+    if command in verbs:
+        # The verb's own words (options anywhere), after the options of the command itself.
+        at = words.index(command)
+        parser.parse_args(words[:at])  # --version, --help
+        args = verbs[command].parse_intermixed_args(words[at + 1:])
+        args.command = command
+    else:
+        args = parser.parse_args(words)
     command = args.command or "serve"
     try:
         settings = Settings.from_env()

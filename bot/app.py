@@ -52,12 +52,12 @@ from bot.notify import Notifier, OutboxNotifier, SilentNotifier, StdoutNotifier
 from bot.outbox import Dispatcher
 from bot.pings import make_pinger
 from bot.retention import Pruner
+from bot.retrier import Retrier
 from bot.runner import Policy, Runner
 from bot.scheduler import Scheduler
 from bot.tasks import Tasks
 from bot.timefmt import span
 from bot.watch import Watcher
-from jobs import JOBS
 
 if TYPE_CHECKING:
     from bot.slack.app import SlackSurface
@@ -165,11 +165,9 @@ async def open_core(settings: Settings, *, service: bool, metrics: Metrics | Non
         stack.push_async_callback(notifier.aclose, DELIVERY_GRACE_S)
 
         metrics = metrics or Metrics(__version__)
-        schedules = {name: s.cron for name, s in settings.schedules.items()}
-        runner = Runner(pool, queries, JOBS, notifier, settings.timezone, metrics,
-                        Policy(timeout=settings.timeout, notify=settings.notify, alert_after=settings.alert_after,
-                               alert_mention=settings.alert_mention))
-        control = Control(pool, queries, runner, schedules, settings.timezone, notifier)
+        runner = Runner(pool, queries, settings.jobs, notifier, settings.timezone, metrics,
+                        Policy(alert_after=settings.alert_after, alert_mention=settings.alert_mention))
+        control = Control(pool, queries, runner, settings.jobs, settings.timezone, notifier)
         yield Core(dsn, pool, queries, notifier, runner, control, metrics)
 
 
@@ -262,6 +260,7 @@ async def serve(settings: Settings) -> int:
     backend = Backend()
     backend.slack_enabled = settings.slack_enabled
     app = build_app(backend, token=settings.control_api_token, tz=settings.timezone, metrics_=metrics,
+                    jobs=list(settings.jobs), default_job=settings.jobs.default,
                     bound_host=settings.host)
     # Idle and slow connections are capped and closed (bot.frontdoor); what clients can make
     # aiohttp and asyncio log is one line a minute per kind.
@@ -312,7 +311,7 @@ async def serve(settings: Settings) -> int:
             pings = make_pinger(settings.heartbeat_url)  # does nothing without FOOJOB_HEARTBEAT_URL
             pings.start()
             stack.push_async_callback(pings.aclose, DELIVERY_GRACE_S)
-            core.runner.pings = pings
+            core.runner.pings, core.runner.ping_job = pings, settings.jobs.default
             scheduler = Scheduler(
                 schedules, settings.timezone,
                 on_fire=lambda job, at, version, look_first: core.runner.run(
@@ -322,6 +321,8 @@ async def serve(settings: Settings) -> int:
             )
             core.control.on_state_change(scheduler.watch_state)
             core.control.on_state_change(watcher.state_changed)
+            retrier = Retrier(core.control.pending_retries, lambda retry: core.runner.run(
+                retry.job, trigger="retry", scheduled_for=retry.scheduled_for, attempt=retry.attempt))
 
             dispatcher: Dispatcher | None = None
             if settings.slack_webhook_url is not None:
@@ -345,6 +346,7 @@ async def serve(settings: Settings) -> int:
             async def on_connect() -> None:  # also after a reconnection: re-read what was missed
                 for job in core.control.jobs:
                     await reread(job, noticed=False)
+                await retrier.reload()
                 if dispatcher is not None:
                     dispatcher.wake()
 
@@ -360,6 +362,7 @@ async def serve(settings: Settings) -> int:
 
             listener = Listener(core.dsn, {
                 "foojob_control": lambda job: tasks.spawn(reread(job, noticed=True)),
+                "foojob_retry": lambda job: tasks.spawn(retrier.reload(job)),
             }, on_connect, beat, HEARTBEAT_S)
             listener.start()
             stack.push_async_callback(_goodbye, core.control, replica, listener)
@@ -389,6 +392,7 @@ async def serve(settings: Settings) -> int:
             pruner.start()
             stack.push_async_callback(pruner.stop)
             scheduler.start()
+            await retrier.reload()  # attempts left pending by a replica that stopped or died
             backend.control = core.control
             for name, sched in schedules.items():
                 log.info("scheduled %s: %s, %s (%s; %s schedule%s)", name, sched.cron, sched.describe(),
@@ -400,7 +404,7 @@ async def serve(settings: Settings) -> int:
             # Stop firing, taking requests and taking Slack commands together; what is running
             # finishes. Then the stack stops the listener and the dispatcher (pending messages stay
             # in the outbox), closes the pool and the database.
-            await asyncio.gather(scheduler.stop(SHUTDOWN_GRACE_S), http.cleanup(),
+            await asyncio.gather(scheduler.stop(SHUTDOWN_GRACE_S), retrier.stop(SHUTDOWN_GRACE_S), http.cleanup(),
                                  *([slack.close(SHUTDOWN_GRACE_S)] if slack else []))
             http_open = False
     finally:

@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 from bot.control import Control
 from bot.durations import parse_pause_words
 from bot.errors import BadInput
-from bot.http import run_json, schedule_json, status_json
 from bot.messages import who
 from bot.model import RunRecord
-from bot.schedules import MAX_NEXT
+from bot.schedules import MAX_NEXT, Schedule
+from bot.shapes import job_json, run_json, schedule_json, status_json
 from bot.timefmt import human_duration, human_time, rfc3339
 
 
@@ -29,12 +29,16 @@ def _json(value: Any) -> None:
 def _run_line(run: RunRecord, tz: ZoneInfo) -> str:
     detail = json.dumps(run.result, ensure_ascii=False) if run.status == "succeeded" else run.error
     origin = f"for {human_time(run.scheduled_for, tz)}" if run.scheduled_for else f"by {run.triggered_by}"
-    return (f"#{run.id} {human_time(run.started_at, tz)} {run.status} in {human_duration(run.duration)} "
-            f"({run.trigger} {origin}): {detail}")
+    attempt = f", attempt {run.attempt}" if run.attempt > 1 else ""
+    return (f"#{run.id} {run.job} {human_time(run.started_at, tz)} {run.status} in {human_duration(run.duration)} "
+            f"({run.trigger} {origin}{attempt}): {detail}")
 
 
 async def run(command: str, args: argparse.Namespace, control: Control, tz: ZoneInfo) -> int:
-    job: str = args.job
+    if command == "jobs":
+        return await _jobs(args, control, tz)
+    job: str = args.job or control.default_job
+    control.spec(job)  # an unknown job is refused before anything is done
     if command == "run-now":
         record = await control.run_now(job, by="cli")
         if args.json:
@@ -67,7 +71,8 @@ async def run(command: str, args: argparse.Namespace, control: Control, tz: Zone
             _out(f"{job}: PAUSED by {who(state.paused_by)} since {human_time(state.paused_at, tz)}{until}{why}")
         else:
             _out(f"{job}: active" + (" (a run is in progress)" if status.running else ""))
-        source = "configured" if status.schedule_source == "config" else "set at runtime"
+        source = (f"configured ({control.spec(job).origin})" if status.schedule_source == "config"
+                  else "set at runtime")
         _out(f"schedule: {status.schedule} — {status.schedule_text} ({status.timezone}; {source})")
         if status.skip_next is not None:
             _out(f"skipped: {human_time(status.skip_next, tz)}")
@@ -113,6 +118,30 @@ async def run(command: str, args: argparse.Namespace, control: Control, tz: Zone
     raise AssertionError(command)
 
 
+async def _jobs(args: argparse.Namespace, control: Control, tz: ZoneInfo) -> int:
+    statuses = [(await control.status(name), control.spec(name)) for name in control.jobs]
+    if args.json:
+        _json({"jobs": [job_json(status, spec, tz) for status, spec in statuses]})
+        return 0
+    for status, spec in statuses:
+        state = "PAUSED" if status.state.paused else "active"
+        next_run = human_time(status.next_run_at, tz) if status.next_run_at else "—"
+        last = (f"{status.last_run.status} {human_time(status.last_run.started_at, tz)}" if status.last_run
+                else "never run")
+        _out(f"{spec.name} ({spec.kind}) {state} · {status.schedule} ({status.timezone}) · next {next_run} · "
+             f"last {last}" + (f" — {spec.description}" if spec.description else ""))
+    return 0
+
+
+def _origin(schedule: Schedule, control: Control) -> str:
+    """Where a schedule comes from, in words: its variable or file for the configured one."""
+    config = schedule.source == "config"
+    origin = f"configured ({control.spec(schedule.job).origin})" if config else "set at runtime"
+    if schedule.set_by is not None:
+        origin += f" by {schedule.set_by} at {human_time(schedule.set_at, schedule.tz)}"
+    return origin
+
+
 async def _schedule(args: argparse.Namespace, control: Control, job: str) -> int:
     words: list[str] = args.words
     if not 1 <= args.next <= MAX_NEXT:
@@ -130,10 +159,7 @@ async def _schedule(args: argparse.Namespace, control: Control, job: str) -> int
     if args.json:
         _json(schedule_json(schedule, args.next))
         return 0
-    origin = "configured (FOOJOB_CRON)" if schedule.source == "config" else "set at runtime"
-    if schedule.set_by is not None:
-        origin += f" by {schedule.set_by} at {human_time(schedule.set_at, schedule.tz)}"
-    _out(f"{job}: {schedule.cron} — {schedule.describe()} ({schedule.timezone}); {origin}")
+    _out(f"{job}: {schedule.cron} — {schedule.describe()} ({schedule.timezone}); {_origin(schedule, control)}")
     if (skipped := schedule.skipped()) is not None:
         _out(f"skipped: {human_time(skipped, schedule.tz)}")
     _out("next fires:")

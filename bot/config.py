@@ -16,11 +16,12 @@ from pathlib import Path
 from urllib.parse import SplitResult, parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.cron import CronSchedule
+from bot import catalogue
+from bot.catalogue import NOTIFY_POLICIES, Catalogue, Defaults
 from bot.db import DEFAULT_POOL_SIZE
 from bot.durations import parse_span
-from bot.errors import BadInput, ConfigError, CronError
-from jobs import JOBS
+from bot.errors import BadInput, ConfigError
+from jobs import DEFAULT_JOB, JOBS
 
 
 class Secret:
@@ -47,17 +48,10 @@ class Secret:
 
 
 @dataclass(frozen=True)
-class JobSchedule:
-    job: str
-    variable: str
-    cron: CronSchedule
-
-
-@dataclass(frozen=True)
 class Settings:
     database_url: Secret | None
     data_dir: Path
-    schedules: Mapping[str, JobSchedule]
+    jobs: Catalogue  # every job, with its own settings (bot.catalogue)
     timezone: ZoneInfo
     slack_bot_token: Secret | None
     slack_app_token: Secret | None
@@ -110,15 +104,16 @@ class Settings:
             other = "SLACK_BOT_TOKEN" if app_token is None else "SLACK_APP_TOKEN"
             raise ConfigError(missing, f"must be set too when {other} is set (Socket Mode needs both)")
 
+        timezone = _zone(get("FOOJOB_TIMEZONE") or "UTC")
+        timeout = _span(get("FOOJOB_TIMEOUT") or "10m", "FOOJOB_TIMEOUT")
+        notify = _choice(get("FOOJOB_NOTIFY") or "all", "FOOJOB_NOTIFY", NOTIFY_POLICIES)
+        jobs = catalogue.load(JOBS, get, _jobs_dir(get("FOOJOB_JOBS_DIR")), Defaults(timezone, timeout, notify),
+                              get("FOOJOB_DEFAULT_JOB") or DEFAULT_JOB)
         return cls(
             database_url=_database_url(get("DATABASE_URL")),
             data_dir=Path(get("FOOJOB_DATA_DIR") or "./.data"),
-            schedules={
-                job.name: JobSchedule(job.name, job.cron_variable,
-                                      _cron(get(job.cron_variable) or job.default_cron, job.cron_variable))
-                for job in JOBS.values()
-            },
-            timezone=_zone(get("FOOJOB_TIMEZONE") or "UTC"),
+            jobs=jobs,
+            timezone=timezone,
             slack_bot_token=bot_token,
             slack_app_token=app_token,
             slack_webhook_url=_webhook(get("SLACK_WEBHOOK_URL")),
@@ -130,8 +125,8 @@ class Settings:
             log_level=_log_level(get("LOG_LEVEL") or "INFO"),
             log_format=_log_format(get("LOG_FORMAT") or "text"),
             misfire_grace=_grace(get("FOOJOB_MISFIRE_GRACE") or "1h"),
-            timeout=_span(get("FOOJOB_TIMEOUT") or "10m", "FOOJOB_TIMEOUT"),
-            notify=_choice(get("FOOJOB_NOTIFY") or "all", "FOOJOB_NOTIFY", NOTIFY_POLICIES),
+            timeout=timeout,
+            notify=notify,
             alert_after=_count(get("FOOJOB_ALERT_AFTER") or "3", "FOOJOB_ALERT_AFTER"),
             alert_mention=_mention(get("FOOJOB_ALERT_MENTION")),
             late_after=_span(get("FOOJOB_LATE_AFTER") or "1m", "FOOJOB_LATE_AFTER"),
@@ -169,11 +164,15 @@ def _database_url(value: str | None) -> Secret | None:
     return Secret(value)
 
 
-def _cron(value: str, variable: str) -> CronSchedule:
-    try:
-        return CronSchedule.parse(value)
-    except CronError as exc:
-        raise ConfigError(variable, f"not a crontab expression: {exc}") from None
+def _jobs_dir(value: str | None) -> Path | None:
+    """FOOJOB_JOBS_DIR, else ``jobs/`` of the working directory when there is one (None: no SQL jobs)."""
+    if value is None:
+        default = Path("jobs")
+        return default if default.is_dir() else None
+    path = Path(value)
+    if not path.is_dir():
+        raise ConfigError("FOOJOB_JOBS_DIR", f"{value[:80]!r} is not a directory (the folder of the *.sql jobs)")
+    return path
 
 
 def _zone(value: str) -> ZoneInfo:
@@ -260,9 +259,6 @@ def _log_level(value: str) -> str:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError("LOG_LEVEL", f"must be DEBUG, INFO, WARNING or ERROR, got {value!r}")
     return level
-
-
-NOTIFY_POLICIES = ("all", "failures", "changes")
 
 
 def _span(value: str, variable: str) -> timedelta:

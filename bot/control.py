@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from bot.cron import CronSchedule
+from bot.catalogue import Catalogue, JobSpec
 from bot.db import acquire
 from bot.errors import BadInput, Conflict, DatabaseUnavailable, UnknownJob
 from bot.messages import paused_message, resumed_message, schedule_changed_message, skip_message, unskip_message
@@ -43,29 +43,51 @@ class Beat:
     replicas: int  # how many are up, this one included
 
 
+@dataclass(frozen=True)
+class PendingRetry:
+    """An attempt of a failed fire still to make (SPEC "Retries")."""
+
+    job: str
+    scheduled_for: datetime
+    attempt: int
+    due_at: datetime
+
+
 class Control:
     def __init__(self, pool: asyncpg.Pool, queries: Mapping[str, str], runner: Runner,
-                 schedules: Mapping[str, CronSchedule], timezone: ZoneInfo, notifier: Notifier) -> None:
+                 jobs: Catalogue, timezone: ZoneInfo, notifier: Notifier) -> None:
         self._pool = pool
         self._q = queries
         self._runner = runner
-        # The *configured* schedule of each job (FOOJOB_CRON…, read in FOOJOB_TIMEZONE). The
-        # effective one is in the database; this one is in force only until a service has started.
-        self._schedules = schedules
+        # Every job with its settings (bot.catalogue), among them its *configured* schedule
+        # (FOOJOB_CRON, an SQL file's header). The effective one is in the database; the configured
+        # one is in force only until a service has started.
+        self._jobs = jobs
         self._tz = timezone
         self._notifier = notifier
         self._listeners: list[StateListener] = []
 
     @property
     def jobs(self) -> list[str]:
-        return list(self._schedules)
+        """The names of every job, sorted."""
+        return sorted(self._jobs)
+
+    @property
+    def default_job(self) -> str:
+        """FOOJOB_DEFAULT_JOB: the job of the version 1 endpoints and of the CLI without --job."""
+        return self._jobs.default
+
+    def spec(self, job: str) -> JobSpec:
+        """The job's settings; UnknownJob for a name that is no job."""
+        self._check_job(job)
+        return self._jobs[job]
 
     def on_state_change(self, listener: StateListener) -> None:
         """Call ``listener`` with the new state after every pause and resume made here."""
         self._listeners.append(listener)
 
     def _check_job(self, job: str) -> None:
-        if job not in self._schedules:
+        if job not in self._jobs:
             raise UnknownJob(job)
 
     def _conn(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
@@ -90,12 +112,14 @@ class Control:
         resume_at = datetime.now(UTC) + duration if duration else None
         async with self._conn() as conn, conn.transaction():
             state = self._state(job, await conn.fetchrow(self._q["pause_job"], job, by, reason or None, resume_at))
+            cancelled = await conn.fetchval(self._q["cancel_retries"], job)  # a pause stops pending retries
             await conn.execute(self._q["record_control_event"], job, "pause", by, reason or None, resume_at, None)
             await conn.execute(self._q["notify_control"], job)  # every replica hears it at COMMIT
             after_commit = await stage(self._notifier, conn, self._q, paused_message(state, self._tz))
         after_commit()
-        log.info("%s paused by %s%s%s", job, by, f" until {resume_at.isoformat()}" if resume_at else "",
-                 f" ({reason})" if reason else "")
+        log.info("%s paused by %s%s%s%s", job, by, f" until {resume_at.isoformat()}" if resume_at else "",
+                 f" ({reason})" if reason else "",
+                 f"; {cancelled} pending retr{'y' if cancelled == 1 else 'ies'} cancelled" if cancelled else "")
         self._changed(state)
         return state
 
@@ -159,8 +183,9 @@ class Control:
     # -- the schedule -----------------------------------------------------------------------
 
     def configured(self, job: str) -> Schedule:
-        """The schedule the environment configures for ``job`` (in force until a service starts)."""
-        return Schedule(job, self._schedules[job], self._tz, "config", None, None, 0)
+        """The schedule the environment or the job's file configures (in force until a service starts)."""
+        spec = self._jobs[job]
+        return Schedule(job, spec.cron, spec.timezone, "config", None, None, 0)
 
     async def schedule(self, job: str) -> Schedule:
         """The effective schedule, as every replica follows it."""
@@ -440,6 +465,12 @@ class Control:
     async def goodbye(self, replica: str) -> None:
         async with self._conn() as conn:
             await conn.execute(self._q["replica_gone"], replica)
+
+    async def pending_retries(self, job: str | None = None) -> list[PendingRetry]:
+        """The attempts still to make, of ``job`` or of every job, soonest first."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(self._q["pending_retries"], job)
+        return [PendingRetry(r["job"], r["scheduled_for"], r["attempt"], r["due_at"]) for r in rows]
 
     async def has_run(self, job: str) -> bool:
         async with self._conn() as conn:

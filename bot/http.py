@@ -1,6 +1,8 @@
 """The HTTP API, compatible with the original Go service (``/runNow``, ``/pause``, ``/resume``,
 ``/isRunning``) plus ``/status``, ``/runs``, ``/schedule``, ``/skip``, ``/healthz``, ``/metrics`` and
-``/openapi.json`` (the document of all of them, :mod:`bot.openapi`).
+``/openapi.json`` (the document of all of them, :mod:`bot.openapi`). Those act on
+``FOOJOB_DEFAULT_JOB`` (or ``?job=``); ``/jobs`` lists every job, and ``/jobs/{job}/…`` has each
+verb for the job named.
 
 A thin adapter over :class:`bot.control.Control`: it parses requests, checks the caller, and turns
 results and the package's errors into JSON (camelCase keys, ``{"error": …}`` on failure; never a
@@ -26,11 +28,10 @@ from bot.control import Control
 from bot.durations import parse_duration
 from bot.errors import AlreadyRunning, BadInput, Conflict, DatabaseUnavailable, UnknownJob
 from bot.metrics import Metrics
-from bot.model import RunRecord, Status
 from bot.openapi import document
-from bot.schedules import MAX_NEXT, Schedule
+from bot.schedules import MAX_NEXT
+from bot.shapes import job_json, run_json, schedule_json, status_json
 from bot.timefmt import rfc3339
-from jobs import DEFAULT_JOB, JOBS
 
 log = logging.getLogger(__name__)
 
@@ -57,55 +58,6 @@ OPENAPI: web.AppKey[str] = web.AppKey("openapi", str)
 
 def error(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers or None)
-
-
-def run_json(run: RunRecord, tz: ZoneInfo) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "job": run.job,
-        "trigger": run.trigger,
-        "scheduledFor": rfc3339(run.scheduled_for, tz),
-        "startedAt": rfc3339(run.started_at, tz),
-        "finishedAt": rfc3339(run.finished_at, tz),
-        "status": run.status,
-        "result": run.result,
-        "error": run.error,
-        "triggeredBy": run.triggered_by,
-    }
-
-
-def status_json(status: Status, tz: ZoneInfo) -> dict[str, Any]:
-    state = status.state
-    return {
-        "job": status.job,
-        "paused": state.paused,
-        "pausedBy": state.paused_by,
-        "pausedAt": rfc3339(state.paused_at, tz),
-        "pauseReason": state.pause_reason,
-        "resumeAt": rfc3339(state.resume_at, tz),
-        "schedule": status.schedule,
-        "scheduleDescription": status.schedule_text,
-        "timezone": status.timezone,
-        "nextRunAt": rfc3339(status.next_run_at, tz),
-        "running": status.running,
-        "lastRun": run_json(status.last_run, tz) if status.last_run else None,
-        "scheduleSource": status.schedule_source,
-        "skipNext": rfc3339(status.skip_next, tz),
-    }
-
-
-def schedule_json(schedule: Schedule, count: int = 5) -> dict[str, Any]:
-    """GET /schedule's object; times in the schedule's own zone."""
-    return {
-        "job": schedule.job,
-        "cron": schedule.cron,
-        "timezone": schedule.timezone,
-        "description": schedule.describe(),
-        "source": schedule.source,
-        "setBy": schedule.set_by,
-        "setAt": rfc3339(schedule.set_at, schedule.tz),
-        "next": [rfc3339(at, schedule.tz) for at in schedule.fires(count)],
-    }
 
 
 class Refused(Exception):
@@ -237,7 +189,10 @@ def _control(request: web.Request) -> Control:
 
 
 def _job(request: web.Request) -> str:
-    return request.query.get("job", DEFAULT_JOB)
+    """The job a request is about: ``/jobs/{job}/…``, else ``?job=``, else FOOJOB_DEFAULT_JOB (the
+    version 1 endpoints act on it)."""
+    named = request.match_info.get("job", request.query.get("job"))
+    return _control(request).default_job if named is None else named  # "?job=" names no job: 404
 
 
 UTF8 = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})  # ASCII is UTF-8
@@ -318,6 +273,17 @@ async def resume(request: web.Request) -> web.Response:
     return web.json_response({"message": "ok"})
 
 
+async def list_jobs(request: web.Request) -> web.Response:
+    control = _control(request)
+    jobs = [job_json(await control.status(name), control.spec(name), request.app[TZ]) for name in control.jobs]
+    return web.json_response({"jobs": jobs})
+
+
+async def get_job(request: web.Request) -> web.Response:
+    control, name = _control(request), _job(request)
+    return web.json_response(job_json(await control.status(name), control.spec(name), request.app[TZ]))
+
+
 async def is_running(request: web.Request) -> web.Response:
     state = await _control(request).state(_job(request))
     return web.json_response({"message": "false" if state.paused else "true"})
@@ -332,7 +298,8 @@ async def runs(request: web.Request) -> web.Response:
     limit_text = request.query.get("limit", "20")
     if not (limit_text.isascii() and limit_text.isdigit() and len(limit_text) <= 6):
         raise BadInput("limit must be a whole number")
-    job = request.query.get("job")
+    # /jobs/{job}/runs: that job's; /runs: every job's, unless ?job= names one.
+    job = request.match_info.get("job", request.query.get("job"))
     records = await _control(request).history(job, int(limit_text))
     return web.json_response({"runs": [run_json(r, request.app[TZ]) for r in records]})
 
@@ -406,26 +373,30 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(text=request.app[OPENAPI], content_type="application/json")
 
 
-def build_app(backend: Backend, *, token: Secret | None, tz: ZoneInfo, metrics_: Metrics,
-              bound_host: str | None = None) -> web.Application:
+def build_app(backend: Backend, *, token: Secret | None, tz: ZoneInfo, metrics_: Metrics, jobs: list[str],
+              default_job: str, bound_host: str | None = None) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
     app[BACKEND] = backend
     app[TOKEN] = token
     app[BOUND_HOST] = bound_host
     app[TZ] = tz
     app[METRICS] = metrics_
-    app[OPENAPI] = json.dumps(document(JOBS, __version__), indent=1)
-    app.router.add_post("/runNow", run_now)
-    app.router.add_post("/pause", pause)
-    app.router.add_post("/resume", resume)
+    app[OPENAPI] = json.dumps(document(jobs, default_job, __version__), indent=1)
+    # The version 1 endpoints act on FOOJOB_DEFAULT_JOB (or ?job=); /jobs/{job}/… on the job named.
+    for prefix in ("", "/jobs/{job}"):
+        app.router.add_post(f"{prefix}/runNow", run_now)
+        app.router.add_post(f"{prefix}/pause", pause)
+        app.router.add_post(f"{prefix}/resume", resume)
+        app.router.add_get(f"{prefix}/runs", runs)
+        app.router.add_get(f"{prefix}/schedule", get_schedule)
+        app.router.add_put(f"{prefix}/schedule", put_schedule)
+        app.router.add_delete(f"{prefix}/schedule", delete_schedule)
+        app.router.add_post(f"{prefix}/skip", post_skip)
+        app.router.add_delete(f"{prefix}/skip", delete_skip)
     app.router.add_get("/isRunning", is_running)
     app.router.add_get("/status", status)
-    app.router.add_get("/runs", runs)
-    app.router.add_get("/schedule", get_schedule)
-    app.router.add_put("/schedule", put_schedule)
-    app.router.add_delete("/schedule", delete_schedule)
-    app.router.add_post("/skip", post_skip)
-    app.router.add_delete("/skip", delete_skip)
+    app.router.add_get("/jobs", list_jobs)
+    app.router.add_get("/jobs/{job}", get_job)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)

@@ -12,7 +12,7 @@ import asyncpg
 
 from bot.schedules import Schedule
 
-Trigger = Literal["schedule", "manual", "catch-up"]
+Trigger = Literal["schedule", "manual", "catch-up", "retry"]
 RunStatus = Literal["running", "succeeded", "failed"]
 
 
@@ -32,13 +32,25 @@ class JobContext:
 
 @dataclass(frozen=True)
 class Job:
-    """A job foojob can run. ``run`` does the work inside the run's transaction and returns a
-    JSON-able result (it is stored with the run and posted to Slack)."""
+    """A Python job, as its module declares it (``jobs/foo.py``). ``run`` does the work inside the
+    run's transaction and returns a JSON-able result (it is stored with the run and posted to Slack).
+
+    The settings are those of an SQL job's header (SPEC "Jobs, plural"), with the same meaning and
+    checks (``bot.catalogue``): ``None`` takes the process-wide default (``FOOJOB_TIMEZONE``,
+    ``FOOJOB_TIMEOUT``, ``FOOJOB_NOTIFY``). Durations are ``timedelta`` or text (``"5m"``). The
+    configured schedule is the variable ``cron_variable`` when set, else ``default_cron``."""
 
     name: str
     run: Callable[[JobContext], Awaitable[dict[str, Any]]]
-    cron_variable: str
-    default_cron: str
+    cron_variable: str | None = None
+    default_cron: str = ""
+    description: str = ""
+    timezone: str | None = None
+    timeout: timedelta | str | None = None
+    notify: str | None = None
+    retries: int = 0
+    retry_delay: timedelta | str = "30s"
+    channel: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,7 @@ class RunRecord:
     result: dict[str, Any] | None
     error: str | None
     triggered_by: str | None
+    attempt: int = 1
 
     @property
     def duration(self) -> timedelta | None:
@@ -60,7 +73,7 @@ class RunRecord:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> RunRecord:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__ if name in row})
 
 
 @dataclass(frozen=True)

@@ -30,17 +30,18 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from bot.catalogue import JobSpec
 from bot.db import CONNECTION_ERRORS, acquire
 from bot.errors import AlreadyRunning, BadInput, DatabaseUnavailable, UnknownJob
 from bot.messages import run_result_message, truncate
 from bot.metrics import Metrics
-from bot.model import Job, JobContext, RunRecord, Trigger
+from bot.model import JobContext, RunRecord, Trigger
 from bot.notify import Message, Notifier, nothing
 from bot.schedules import fires_at, parse_cron, parse_zone
 from bot.timefmt import span
@@ -61,11 +62,9 @@ CANCEL_GRACE_S = 10.0
 
 @dataclass(frozen=True)
 class Policy:
-    """How runs are watched (SPEC "Watching the job"): FOOJOB_TIMEOUT, FOOJOB_NOTIFY,
-    FOOJOB_ALERT_AFTER, FOOJOB_ALERT_MENTION."""
+    """How failure streaks are told, for every job (SPEC "Watching the job"): FOOJOB_ALERT_AFTER,
+    FOOJOB_ALERT_MENTION. Each job's timeout and notify policy are its own (bot.catalogue.JobSpec)."""
 
-    timeout: timedelta = timedelta(minutes=10)
-    notify: str = "all"  # all | failures | changes
     alert_after: int = 3
     alert_mention: str | None = None
 
@@ -105,7 +104,7 @@ def _fire_fields(job: str, trigger: str, scheduled_for: datetime | None, status:
 
 
 class Runner:
-    def __init__(self, pool: asyncpg.Pool, queries: Mapping[str, str], jobs: Mapping[str, Job],
+    def __init__(self, pool: asyncpg.Pool, queries: Mapping[str, str], jobs: Mapping[str, JobSpec],
                  notifier: Notifier, timezone: ZoneInfo, metrics: Metrics | None = None,
                  policy: Policy | None = None) -> None:
         self._pool = pool
@@ -118,8 +117,11 @@ class Runner:
         # Set by the service once they exist (the CLI has neither).
         self.watch: Watch | None = None
         self.pings: Pings | None = None
+        # FOOJOB_HEARTBEAT_URL is one check: it watches one job, FOOJOB_DEFAULT_JOB (others' pings
+        # would mix into it and hide its silence).
+        self.ping_job: str | None = None
 
-    def job(self, name: str) -> Job:
+    def job(self, name: str) -> JobSpec:
         try:
             return self._jobs[name]
         except KeyError:
@@ -127,7 +129,7 @@ class Runner:
 
     async def run(self, job_name: str, *, trigger: Trigger, scheduled_for: datetime | None = None,
                   triggered_by: str | None = None, schedule_version: int | None = None,
-                  look_first: bool = False) -> RunRecord | None:
+                  look_first: bool = False, attempt: int = 1) -> RunRecord | None:
         """Run the job once and return its record (status ``succeeded`` or ``failed``).
 
         Manual runs raise :class:`AlreadyRunning` if a run of the job is in progress anywhere.
@@ -136,7 +138,11 @@ class Runner:
         by another replica. ``schedule_version``: the version of the schedule the fire was armed
         with; when the database has another, the instant must be one of the new schedule's.
         ``look_first``: the fire is another replica's share (bot.scheduler), most likely run by now:
-        one statement looks for its run before anything is locked.
+        one statement looks for its run before anything is locked. ``attempt``: with trigger
+        ``retry``, the attempt to make (2 or more), taken from the pending retries (once across
+        replicas: None when another replica took it, or a pause cancelled it).
+        A scheduled, catch-up or retry run that fails, of a job with ``retries`` left, queues its
+        next attempt with its record and posts nothing: only a fire's last attempt is told.
         Raises :class:`DatabaseUnavailable` when PostgreSQL cannot be reached; the failure is
         reported all the same.
         """
@@ -145,7 +151,8 @@ class Runner:
             if look_first and scheduled_for is not None and await self._claimed(job, scheduled_for):
                 log.debug("fire of %s for %s already run by another replica", job.name, scheduled_for)
                 return None
-            record = await self._run_in_transaction(job, trigger, scheduled_for, triggered_by, schedule_version)
+            record = await self._run_in_transaction(job, trigger, scheduled_for, triggered_by, schedule_version,
+                                                    attempt)
         except (AlreadyRunning, UnknownJob):
             raise
         except (DatabaseUnavailable, _ConnectionLost, *CONNECTION_ERRORS) as exc:  # type: ignore[misc]
@@ -168,25 +175,27 @@ class Runner:
             return None
         level = logging.INFO if record.status == "succeeded" else logging.WARNING
         duration_ms = round(record.duration.total_seconds() * 1000, 1) if record.duration else None
-        log.log(level, "run %d of %s (%s%s) %s in %s ms%s", record.id, record.job, record.trigger,
-                f" for {scheduled_for.isoformat()}" if scheduled_for else "", record.status, duration_ms,
+        log.log(level, "run %d of %s (%s%s%s) %s in %s ms%s", record.id, record.job, record.trigger,
+                f" for {scheduled_for.isoformat()}" if scheduled_for else "",
+                f", attempt {record.attempt}" if record.attempt > 1 else "", record.status, duration_ms,
                 f": {record.error}" if record.error else "",
-                extra={"job": record.job, "run_id": record.id, "trigger": record.trigger,
+                extra={"job": record.job, "run_id": record.id, "trigger": record.trigger, "attempt": record.attempt,
                        "scheduled_for": scheduled_for.isoformat() if scheduled_for else None,
                        "duration_ms": duration_ms, "status": record.status, "error": record.error})
         if self._metrics is not None:
             self._metrics.observe_run(record)
         return record
 
-    async def _claimed(self, job: Job, scheduled_for: datetime) -> bool:
+    async def _claimed(self, job: JobSpec, scheduled_for: datetime) -> bool:
         """Whether the fire has a run already: one statement, no lock. A claim is committed with
         its run, so a run is found only once it has ended; otherwise the fire goes the whole way
         (and waits for a run in progress, which it takes over if that run's process dies)."""
         async with acquire(self._pool) as conn:
             return bool(await conn.fetchval(self._q["fire_claimed"], job.name, scheduled_for))
 
-    async def _run_in_transaction(self, job: Job, trigger: Trigger, scheduled_for: datetime | None,
-                                  triggered_by: str | None, schedule_version: int | None) -> RunRecord | None:
+    async def _run_in_transaction(self, job: JobSpec, trigger: Trigger, scheduled_for: datetime | None,
+                                  triggered_by: str | None, schedule_version: int | None,
+                                  attempt: int) -> RunRecord | None:
         q = self._q
         async with acquire(self._pool) as conn, conn.transaction():
             if trigger == "manual":
@@ -207,8 +216,19 @@ class Runner:
                                           f"waited {SCHEDULED_LOCK_WAIT} for a run in progress")
                     return None
                 started_at = datetime.now(UTC)
-                claim = await conn.fetchrow(q["claim_fire"], job.name, trigger, scheduled_for, started_at,
-                                            triggered_by, schedule_version if trigger == "schedule" else None)
+                if trigger == "retry":
+                    claim = await conn.fetchrow(q["claim_retry"], job.name, scheduled_for, attempt, started_at)
+                    if claim["id"] is None:
+                        why = ("paused: its pending retries are cancelled" if claim["paused"] else
+                               "taken by another replica, or cancelled")
+                        log.info("attempt %d of %s for %s not made: %s", attempt, job.name,
+                                 scheduled_for.isoformat() if scheduled_for else None, why,
+                                 extra=_fire_fields(job.name, trigger, scheduled_for, "not-retried"))
+                        return None
+                else:
+                    attempt = 1
+                    claim = await conn.fetchrow(q["claim_fire"], job.name, trigger, scheduled_for, started_at,
+                                                triggered_by, schedule_version if trigger == "schedule" else None)
                 if claim["id"] is None:
                     if claim["paused"]:
                         log.info("fire of %s for %s skipped: paused", job.name,
@@ -229,17 +249,17 @@ class Runner:
                         log.debug("fire of %s for %s already claimed by another replica", job.name, scheduled_for)
                         return None
                 run_id = claim["id"]
-                if self.pings is not None and scheduled_for is not None:
+                if self.pings is not None and scheduled_for is not None and job.name == self.ping_job:
                     self.pings.started(_run_key(job.name, scheduled_for))
 
             result, error = None, None
             # A savepoint: the job's work rolls back alone. (Not released on success: COMMIT does
             # that, one round trip fewer.)
             await conn.execute(q["savepoint_job"])
-            timeout = self._policy.timeout
+            timeout = job.timeout
             try:
                 async with asyncio.timeout(timeout.total_seconds()) as deadline:
-                    result = await job.run(JobContext(conn=conn, queries=q, timezone=self._tz))
+                    result = await job.run(JobContext(conn=conn, queries=q, timezone=job.timezone))
                 json.dumps(result)  # a result that cannot be stored is the job's failure too
             except Exception as exc:
                 if conn.is_closed():  # the connection died under the job: nothing can be recorded on it
@@ -265,31 +285,41 @@ class Runner:
             record = RunRecord(id=run_id, job=job.name, trigger=trigger, scheduled_for=scheduled_for,
                                started_at=started_at, finished_at=datetime.now(UTC),
                                status="failed" if error else "succeeded", result=result, error=error,
-                               triggered_by=triggered_by)
+                               triggered_by=triggered_by, attempt=attempt)
+            if error and trigger != "manual" and attempt <= job.retries:
+                # Tried again later, once across replicas (the pending retry is a row, taken by the
+                # replica that makes the attempt): this attempt posts nothing and is no failure of
+                # the streak; the next one is told to every replica at COMMIT (NOTIFY).
+                assert record.finished_at is not None
+                due = record.finished_at + job.retry_after(attempt)
+                await conn.execute(q["finish_run_retry"], run_id, record.status, None, error, record.finished_at, due)
+                log.info("%s will be tried again at %s (attempt %d of %d)", job.name, due.isoformat(), attempt + 1,
+                         job.retries + 1, extra=_fire_fields(job.name, trigger, scheduled_for, "retry-queued"))
+                return record
             # The message is part of the run: committed with it (same statement), or not at all.
-            message = self._message(record, claim["failures"], claim["since"])
+            message = self._message(job, record, claim["failures"], claim["since"])
             payload, after_commit = self._notifier.in_transaction(message) if message else (None, nothing)
             await conn.execute(q["finish_run"], run_id, record.status, result, error, record.finished_at, payload)
         after_commit()
-        if self.pings is not None and scheduled_for is not None:
+        if self.pings is not None and scheduled_for is not None and job.name == self.ping_job:
             key = _run_key(job.name, scheduled_for)
             self.pings.succeeded(key) if record.status == "succeeded" else self.pings.failed(key, error or "failed")
         return record
 
-    def _message(self, record: RunRecord, streak: int, since: datetime | None) -> Message | None:
-        """The run's message, if the notification policy posts one. ``streak``: the failures in a
+    def _message(self, job: JobSpec, record: RunRecord, streak: int, since: datetime | None) -> Message | None:
+        """The run's message, if the job's notification policy posts one. ``streak``: the failures in a
         row before this run (counted in the database, whichever replica ran them)."""
         policy, tz = self._policy, self._tz
         if record.status == "succeeded":
             if streak:  # a recovery: every policy says it
                 return run_result_message(record, tz, failures=streak, since=since)
-            return run_result_message(record, tz) if policy.notify == "all" else None
+            return run_result_message(record, tz) if job.notify == "all" else None
         failures = streak + 1
         since = since or record.started_at
         if failures == policy.alert_after:  # once per streak
             return run_result_message(record, tz, failures=failures, since=since, alert=True,
                                       mention=policy.alert_mention)
-        if policy.notify in ("all", "failures") or failures == 1:
+        if job.notify in ("all", "failures") or failures == 1:
             return run_result_message(record, tz, failures=failures, since=since)
         return None
 

@@ -41,12 +41,12 @@ WITH state AS (
 SELECT s.paused, s.skip_next, s.cron, s.timezone, s.schedule_version, c.id,
        CASE WHEN c.id IS NOT NULL THEN (
            SELECT count(*) FROM foojob_runs
-           WHERE job = $1 AND status = 'failed'
+           WHERE job = $1 AND status = 'failed' AND NOT retried
              AND id > coalesce((SELECT max(id) FROM foojob_runs WHERE job = $1 AND status = 'succeeded'), 0)
        ) END AS failures,
        CASE WHEN c.id IS NOT NULL THEN (
            SELECT min(started_at) FROM foojob_runs
-           WHERE job = $1 AND status = 'failed'
+           WHERE job = $1 AND status = 'failed' AND NOT retried
              AND id > coalesce((SELECT max(id) FROM foojob_runs WHERE job = $1 AND status = 'succeeded'), 0)
        ) END AS since
 FROM (SELECT 1) AS one LEFT JOIN state s ON true LEFT JOIN claim c ON true;
@@ -69,7 +69,7 @@ SELECT EXISTS (
 -- first of them started), read in the same round trip: the run's message depends on it.
 WITH streak AS (
     SELECT count(*) AS failures, min(started_at) AS since FROM foojob_runs
-    WHERE job = $1 AND status = 'failed'
+    WHERE job = $1 AND status = 'failed' AND NOT retried
       AND id > coalesce((SELECT max(id) FROM foojob_runs WHERE job = $1 AND status = 'succeeded'), 0)
 )
 INSERT INTO foojob_runs (job, trigger, scheduled_for, started_at, status, triggered_by)
@@ -89,11 +89,68 @@ WITH lock AS (SELECT pg_try_advisory_xact_lock(7263520, hashtext($1)) AS locked)
      ),
      streak AS (  -- as in claim_run
          SELECT count(*) AS failures, min(started_at) AS since FROM foojob_runs
-         WHERE job = $1 AND status = 'failed'
+         WHERE job = $1 AND status = 'failed' AND NOT retried
            AND id > coalesce((SELECT max(id) FROM foojob_runs WHERE job = $1 AND status = 'succeeded'), 0)
      )
 SELECT (SELECT locked FROM lock) AS locked, (SELECT id FROM claim) AS id,
        (SELECT failures FROM streak) AS failures, (SELECT since FROM streak) AS since;
+
+-- name: claim_retry
+-- A retry of a failed fire ($2), attempt $3, once the fire's locks are held (lock_fire): the pending
+-- retry is taken (deleted) and the attempt claimed, in one statement. Only one replica takes it:
+-- the others, waiting for the locks, find it gone. A paused job's retry is taken and not made (a
+-- pause cancels pending retries). The failure streak as in claim_fire.
+WITH state AS (
+         SELECT paused AND (resume_at IS NULL OR resume_at > now()) AS paused
+         FROM foojob_job_state WHERE job = $1
+     ),
+     taken AS (
+         DELETE FROM foojob_retries WHERE job = $1 AND scheduled_for = $2 AND attempt = $3 RETURNING attempt
+     ),
+     claim AS (
+         INSERT INTO foojob_runs (job, trigger, scheduled_for, started_at, status, attempt)
+         SELECT $1, 'retry', $2, $4, 'running', attempt FROM taken
+         WHERE NOT EXISTS (SELECT 1 FROM state WHERE paused)
+         ON CONFLICT ON CONSTRAINT foojob_runs_one_per_fire DO NOTHING
+         RETURNING id
+     )
+SELECT coalesce((SELECT paused FROM state), false) AS paused, c.id,
+       CASE WHEN c.id IS NOT NULL THEN (
+           SELECT count(*) FROM foojob_runs
+           WHERE job = $1 AND status = 'failed' AND NOT retried
+             AND id > coalesce((SELECT max(id) FROM foojob_runs WHERE job = $1 AND status = 'succeeded'), 0)
+       ) END AS failures,
+       CASE WHEN c.id IS NOT NULL THEN (
+           SELECT min(started_at) FROM foojob_runs
+           WHERE job = $1 AND status = 'failed' AND NOT retried
+             AND id > coalesce((SELECT max(id) FROM foojob_runs WHERE job = $1 AND status = 'succeeded'), 0)
+       ) END AS since
+FROM (SELECT 1) AS one LEFT JOIN claim c ON true;
+
+-- name: finish_run_retry
+-- A failed attempt that will be tried again: its record (retried: not a failure of the streak)
+-- and the next attempt, due at $6, in one statement; every replica hears of it at COMMIT.
+WITH done AS (
+    UPDATE foojob_runs SET status = $2, result = $3, error = $4, finished_at = $5, retried = true
+    WHERE id = $1 RETURNING job, scheduled_for, attempt
+),
+queued AS (
+    INSERT INTO foojob_retries (job, scheduled_for, attempt, due_at)
+    SELECT job, scheduled_for, attempt + 1, $6 FROM done
+    ON CONFLICT DO NOTHING
+    RETURNING job
+)
+SELECT pg_notify('foojob_retry', job) FROM queued;
+
+-- name: pending_retries
+-- The attempts still to make, of one job ($1) or of all (NULL), soonest first.
+SELECT job, scheduled_for, attempt, due_at FROM foojob_retries
+WHERE $1::text IS NULL OR job = $1
+ORDER BY due_at;
+
+-- name: cancel_retries
+-- A pause cancels the job's pending retries: how many.
+WITH gone AS (DELETE FROM foojob_retries WHERE job = $1 RETURNING 1) SELECT count(*) FROM gone;
 
 -- name: savepoint_job
 SAVEPOINT foojob_job;
@@ -315,9 +372,17 @@ UPDATE foojob_replicas SET stopped_at = now(), last_seen = now() WHERE name = $1
 -- during the gap (each of them computes the same gap, and its report and its run are claimed
 -- once). A process that still beats counts from its last heartbeat, not as "up now": it may have
 -- crashed since, or stopped firing to drain its run (fires it did run are not missed anyway).
-SELECT greatest((SELECT max(coalesce(stopped_at, last_seen)) FROM foojob_replicas
-                 WHERE name <> $1 AND started_at < now() - make_interval(secs => $3)),
-                (SELECT max(started_at) FROM foojob_runs WHERE job = $2));
+-- A job first seen after that, that has never run (a deploy added it, in this start or a replica's
+-- starting with it), missed nothing: NULL. (A process that saw the job was up after it saw it.)
+WITH job AS (SELECT first_seen_at FROM foojob_job_state WHERE job = $2),
+     life AS (
+         SELECT greatest((SELECT max(coalesce(stopped_at, last_seen)) FROM foojob_replicas
+                          WHERE name <> $1 AND started_at < now() - make_interval(secs => $3)),
+                         (SELECT max(started_at) FROM foojob_runs WHERE job = $2)) AS since
+     )
+SELECT CASE WHEN (SELECT first_seen_at FROM job) > since AND NOT EXISTS (SELECT 1 FROM foojob_runs WHERE job = $2)
+            THEN NULL ELSE since END
+FROM life;
 
 -- name: report_missed
 -- Claim the report of a missed fire (once across replicas): only if no run claimed that instant,
@@ -338,6 +403,6 @@ SELECT scheduled_for FROM foojob_runs WHERE job = $1 AND scheduled_for > $2 AND 
 -- name: job_health
 -- For the metrics: the last success, and the failures since.
 SELECT (SELECT max(finished_at) FROM foojob_runs WHERE job = $1 AND status = 'succeeded') AS last_success,
-       (SELECT count(*) FROM foojob_runs WHERE job = $1 AND status = 'failed'
+       (SELECT count(*) FROM foojob_runs WHERE job = $1 AND status = 'failed' AND NOT retried
           AND id > coalesce((SELECT max(id) FROM foojob_runs WHERE job = $1 AND status = 'succeeded'), 0))
        AS failures;

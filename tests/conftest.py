@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -37,7 +39,25 @@ SERVICE_VARS = ("DATABASE_URL", "FOOJOB_DATA_DIR", "FOOJOB_CRON", "FOOJOB_TIMEZO
                 "SLACK_APP_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_API_URL", "SLACK_ALLOWED_USERS", "HOST",
                 "PORT", "CONTROL_API_TOKEN", "LOG_LEVEL", "LOG_FORMAT", "FOOJOB_MISFIRE_GRACE", "FOOJOB_TIMEOUT",
                 "FOOJOB_NOTIFY", "FOOJOB_ALERT_AFTER", "FOOJOB_ALERT_MENTION", "FOOJOB_LATE_AFTER",
-                "FOOJOB_HEARTBEAT_URL", "FOOJOB_KEEP_RUNS")
+                "FOOJOB_HEARTBEAT_URL", "FOOJOB_KEEP_RUNS", "FOOJOB_JOBS_DIR", "FOOJOB_DEFAULT_JOB",
+                "DATABASE_POOL_SIZE")
+# Services under test see only the jobs a test gives them: not SQL files someone dropped in jobs/.
+NO_SQL_JOBS = tempfile.mkdtemp(prefix="foojob-no-sql-jobs-")
+
+
+def catalogue(cron: str = "1 0 * * *", *, tz: Any = "UTC", notify: str = "all", timeout: str = "10m",
+              jobs: dict[str, Any] | None = None, default: str = "foo") -> Any:
+    """A job catalogue for tests that build the core by hand: foo (or ``jobs``: name -> bot.model.Job),
+    every job's schedule ``cron``, the process-wide defaults given."""
+    from zoneinfo import ZoneInfo
+
+    from bot import catalogue as cat
+    from jobs import JOBS
+
+    defaults = cat.Defaults(ZoneInfo(tz) if isinstance(tz, str) else tz, cat.parse_span(timeout), notify)
+    python_jobs = {name: dataclasses.replace(job, cron_variable=None, default_cron=cron)
+                   for name, job in (jobs or JOBS).items()}
+    return cat.load(python_jobs, lambda _: None, None, defaults, default)
 
 
 def with_database(url: str, name: str) -> str:
@@ -217,7 +237,8 @@ async def webhook() -> AsyncIterator[WebhookSink]:
 
 def service_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARS}
-    env.update({"HOST": "127.0.0.1", "PORT": "0", "LOG_LEVEL": "DEBUG", "PYTHONUNBUFFERED": "1"})
+    env.update({"HOST": "127.0.0.1", "PORT": "0", "LOG_LEVEL": "DEBUG", "PYTHONUNBUFFERED": "1",
+                "FOOJOB_JOBS_DIR": NO_SQL_JOBS})
     env.update(overrides)
     return env
 

@@ -73,7 +73,7 @@ def test_defaults_and_empty_values_mean_unset() -> None:
     assert settings.database_url is None
     assert settings.slack_webhook_url is None
     assert settings.port == 8080 and settings.host == "0.0.0.0"
-    assert settings.schedules["foo"].cron.text == "1 0 * * *"
+    assert settings.jobs["foo"].cron.text == "1 0 * * *" and settings.jobs.default == "foo"
     assert settings.timezone.key == "UTC"
     assert settings.slack_api_url == "https://slack.com/api/"
     assert not settings.slack_enabled

@@ -17,7 +17,6 @@ from aiohttp import web
 
 from bot.config import Secret
 from bot.control import Control
-from bot.cron import CronSchedule
 from bot.db import Queries, create_pool
 from bot.errors import AlreadyRunning, BadInput, DatabaseUnavailable, UnknownJob
 from bot.model import Job, JobContext
@@ -25,8 +24,7 @@ from bot.notify import OutboxNotifier
 from bot.outbox import Dispatcher
 from bot.runner import Runner
 from bot.watch import Watcher
-from jobs import JOBS
-from tests.conftest import WebhookSink, row_locked, wait_until
+from tests.conftest import WebhookSink, catalogue, row_locked, wait_until
 
 TZ = ZoneInfo("Europe/Paris")
 
@@ -57,8 +55,8 @@ async def core(db_url: str, webhook: WebhookSink) -> AsyncIterator[Core]:
     pool = await create_pool(db_url)
     async with delivering(pool, webhook.url) as notifier:
         queries = Queries()
-        runner = Runner(pool, queries, JOBS, notifier, TZ)
-        control = Control(pool, queries, runner, {"foo": CronSchedule.parse("*/3 * * * * *")}, TZ, notifier)
+        runner = Runner(pool, queries, catalogue(tz=TZ), notifier, TZ)
+        control = Control(pool, queries, runner, catalogue("*/3 * * * * *", tz=TZ), TZ, notifier)
         yield Core(pool, runner, control, notifier)
     await pool.close()
 
@@ -199,8 +197,8 @@ async def test_history_is_newest_first_and_limited(core: Core) -> None:
 async def test_database_gone_is_reported_not_crashed(db_url: str, webhook: WebhookSink) -> None:
     pool = await create_pool(db_url)
     notifier = OutboxNotifier(Secret(webhook.url))
-    runner = Runner(pool, Queries(), JOBS, notifier, TZ)
-    control = Control(pool, Queries(), runner, {"foo": CronSchedule.parse("* * * * *")}, TZ, notifier)
+    runner = Runner(pool, Queries(), catalogue(tz=TZ), notifier, TZ)
+    control = Control(pool, Queries(), runner, catalogue("* * * * *", tz=TZ), TZ, notifier)
     await pool.close()  # as good as a dead server, from the pool's side
     try:
         with pytest.raises(DatabaseUnavailable):
@@ -224,8 +222,8 @@ async def test_no_outage_report_while_the_job_is_known_to_be_paused(db_url: str,
     pool = await create_pool(db_url)
     try:
         async with delivering(pool, webhook.url) as notifier:
-            runner = Runner(pool, Queries(), JOBS, notifier, TZ)
-            control = Control(pool, Queries(), runner, {"foo": CronSchedule.parse("* * * * *")}, TZ, notifier)
+            runner = Runner(pool, Queries(), catalogue(tz=TZ), notifier, TZ)
+            control = Control(pool, Queries(), runner, catalogue("* * * * *", tz=TZ), TZ, notifier)
             watcher = Watcher(control, notifier, TZ, timedelta(minutes=1))
             runner.watch = watcher
             watcher.state_changed(await control.pause("foo", by="http"))
@@ -267,7 +265,7 @@ async def test_whatever_a_job_raises_is_recorded_as_its_failure(db_url: str, db:
     pool = await create_pool(db_url)
     try:
         async with delivering(pool, webhook.url) as notifier:
-            runner = Runner(pool, Queries(), jobs, notifier, TZ)
+            runner = Runner(pool, Queries(), catalogue(jobs=jobs, default="odd", tz=TZ), notifier, TZ)
             record = await runner.run("odd", trigger="manual", triggered_by="cli")
             assert record is not None and record.status == "failed" and words in (record.error or "")
             assert await db.fetchval("SELECT status FROM foojob_runs WHERE id = $1", record.id) == "failed"
@@ -295,8 +293,8 @@ async def test_a_slow_webhook_does_not_delay_the_run(db_url: str) -> None:
     pool = await create_pool(db_url)
     try:
         async with delivering(pool, url) as notifier:
-            control = Control(pool, Queries(), Runner(pool, Queries(), JOBS, notifier, TZ),
-                              {"foo": CronSchedule.parse("* * * * *")}, TZ, notifier)
+            control = Control(pool, Queries(), Runner(pool, Queries(), catalogue(tz=TZ), notifier, TZ),
+                              catalogue("* * * * *", tz=TZ), TZ, notifier)
             first = await control.run_now("foo", by="cli")
             await wait_until(lambda: got, message="the webhook to be called")
             # The webhook is still hanging on the first message: runs go on regardless.

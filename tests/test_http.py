@@ -33,7 +33,8 @@ async def test_every_endpoint(spawn, db_url: str, http: aiohttp.ClientSession, w
     assert run["trigger"] == "manual" and run["triggeredBy"] == "http" and run["scheduledFor"] is None
     assert run["status"] == "succeeded" and run["result"] == row and run["error"] is None
     assert set(run) == {"id", "job", "trigger", "scheduledFor", "startedAt", "finishedAt", "status", "result",
-                        "error", "triggeredBy"}
+                        "error", "triggeredBy", "attempt"}
+    assert run["attempt"] == 1
 
     assert await get_json(http, "POST", f"{url}/pause", json={"for": "2h", "reason": "deploy"}) == (
         200, {"message": "ok"})

@@ -13,10 +13,9 @@ import asyncpg
 import pytest
 
 from bot.control import Control
-from bot.cron import CronSchedule
 from bot.db import Queries
 from bot.errors import BadInput, Conflict
-from tests.conftest import Service, Spawner, WebhookSink, get_json, run_cli, wait_until
+from tests.conftest import Service, Spawner, WebhookSink, catalogue, get_json, run_cli, wait_until
 from tests.slack_sim import SlackSimulator
 from tests.test_control import TZ, Core, core  # noqa: F401 - the fixture
 from tests.test_slack import acked, button_ids, replies, slack, start  # noqa: F401 - the fixture
@@ -66,7 +65,7 @@ async def test_a_deploy_that_changes_the_configured_schedule_takes_over(core: Co
                                                                         webhook: WebhookSink) -> None:
     await core.control.reconcile("foo")
     await core.control.set_schedule("foo", "0 12 * * *", by="http")
-    deployed = Control(core.pool, Queries(), core.runner, {"foo": CronSchedule.parse("30 7 * * *")}, TZ,
+    deployed = Control(core.pool, Queries(), core.runner, catalogue("30 7 * * *", tz=TZ), TZ,
                        core.notifier)
     after = await deployed.reconcile("foo")
     assert (after.cron, after.source, after.set_by) == ("30 7 * * *", "config", "deploy")
@@ -428,12 +427,11 @@ class _core_control:
         from bot.db import create_pool
         from bot.notify import SilentNotifier
         from bot.runner import Runner
-        from jobs import JOBS
 
         self._pool = await create_pool(self._db_url)
         notifier = SilentNotifier()
-        runner = Runner(self._pool, Queries(), JOBS, notifier, TZ)
-        return Control(self._pool, Queries(), runner, {"foo": CronSchedule.parse(self._cron)}, TZ, notifier)
+        runner = Runner(self._pool, Queries(), catalogue(tz=TZ), notifier, TZ)
+        return Control(self._pool, Queries(), runner, catalogue(self._cron, tz=TZ), TZ, notifier)
 
     async def __aexit__(self, *exc: object) -> None:
         await self._pool.close()

@@ -138,7 +138,7 @@ async def test_the_cli_acts_on_the_database(db_url: str, db: asyncpg.Connection)
     assert run_cli("resume", **env).stdout.strip() == "foo resumed"
     assert run_cli("resume", **env).stdout.strip() == "foo was not paused"
     text = run_cli("status", **env).stdout
-    assert "foo: active" in text and "schedule: 1 0 * * * — at 00:01 every day (UTC; configured)" in text
+    assert "foo: active" in text and "schedule: 1 0 * * * — at 00:01 every day (UTC; configured (FOOJOB_CRON))" in text
 
     bad = run_cli("pause", "2x", **env)
     assert bad.returncode == 2 and "not a duration" in bad.stderr

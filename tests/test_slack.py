@@ -12,7 +12,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.conftest import Service, Spawner, get_json, row_locked, run_in_progress, wait_until
+from tests.conftest import Service, Spawner, catalogue, get_json, row_locked, run_in_progress, wait_until
 from tests.slack_sim import APP_TOKEN, BOT_TOKEN, Envelope, SlackSimulator
 
 NEVER_SOON = "0 0 1 1 *"
@@ -302,27 +302,26 @@ async def test_healthz_is_503_when_the_socket_has_been_down_too_long(db_url: str
 
     from bot.config import Secret
     from bot.control import Control
-    from bot.cron import CronSchedule
     from bot.db import Queries, create_pool
     from bot.http import Backend, build_app
     from bot.metrics import Metrics
     from bot.notify import StdoutNotifier
     from bot.runner import Runner
     from bot.slack.app import SlackSurface
-    from jobs import JOBS
 
     tz = ZoneInfo("UTC")
     pool = await create_pool(db_url)
     notifier = StdoutNotifier()
-    control = Control(pool, Queries(), Runner(pool, Queries(), JOBS, notifier, tz),
-                      {"foo": CronSchedule.parse(NEVER_SOON)}, tz, notifier)
+    control = Control(pool, Queries(), Runner(pool, Queries(), catalogue(tz=tz), notifier, tz),
+                      catalogue(NEVER_SOON, tz=tz), tz, notifier)
     # The service waits a minute before calling the socket down; this one waits half a second.
     surface = SlackSurface(bot_token=Secret(BOT_TOKEN), app_token=Secret(APP_TOKEN), api_url=slack.api_url,
                            allowed_users=frozenset(), control=control, timezone=tz, announce_in_channel=False,
                            down_after_s=0.5)
     backend = Backend()
     backend.control, backend.slack_health, backend.slack_enabled = control, surface.health, True
-    runner = web.AppRunner(build_app(backend, token=None, tz=tz, metrics_=Metrics("test")))
+    runner = web.AppRunner(build_app(backend, token=None, tz=tz, metrics_=Metrics("test"), jobs=["foo"],
+                                     default_job="foo"))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}/healthz"

@@ -18,15 +18,14 @@ from aiohttp import web
 
 from bot.config import Secret
 from bot.control import Control
-from bot.cron import CronSchedule
 from bot.db import Queries, create_pool
 from bot.runner import Policy, Runner
-from jobs import JOBS
 from tests.conftest import (
     RUN_LOCK,
     Service,
     Spawner,
     WebhookSink,
+    catalogue,
     get_json,
     row_locked,
     wait_until,
@@ -130,9 +129,9 @@ async def test_each_notification_policy_says_what_it_promises(policy: str, db_ur
     pool = await create_pool(db_url)
     try:
         async with delivering(pool, webhook.url) as notifier:
-            runner = Runner(pool, Queries(), JOBS, notifier, TZ,
-                            policy=Policy(notify=policy, alert_after=3, alert_mention=MENTION))
-            control = Control(pool, Queries(), runner, {"foo": CronSchedule.parse(NEVER_SOON)}, TZ, notifier)
+            runner = Runner(pool, Queries(), catalogue(NEVER_SOON, notify=policy, tz=TZ), notifier, TZ,
+                            policy=Policy(alert_after=3, alert_mention=MENTION))
+            control = Control(pool, Queries(), runner, catalogue(NEVER_SOON, tz=TZ), TZ, notifier)
             assert (await control.run_now("foo", by="cli")).status == "succeeded"
             async with broken(db):
                 for _ in range(4):

@@ -36,7 +36,6 @@ from bot.notify import Message
 from bot.slack import blocks
 from bot.slack.commands import MUTATING, SCHEDULE_USAGE, USAGE, Command, parse
 from bot.timefmt import human_time
-from jobs import DEFAULT_JOB
 
 log = logging.getLogger(__name__)
 
@@ -213,8 +212,9 @@ class SlackSurface:
 
     async def _on_command(self, ack: Callable[..., Awaitable[None]], command: dict[str, Any]) -> None:
         user = command.get("user_id", "")
+        jobs = self._control.jobs
         try:
-            cmd = parse(command.get("text", ""))
+            cmd = parse(command.get("text", ""), jobs)
         except BadInput as exc:
             # A bad schedule gets the error and the schedule verbs' usage, not the whole list.
             usage = SCHEDULE_USAGE if command.get("text", "").split()[:1] == ["schedule"] else USAGE
@@ -223,16 +223,21 @@ class SlackSurface:
         if cmd.verb == "help":
             await ack(response_type="ephemeral", text=USAGE)
             return
+        # With one job it may be left out; with several, a verb that changes something names one.
+        job = cmd.job or (jobs[0] if len(jobs) == 1 else None)
+        if job is None and cmd.verb in MUTATING:
+            await ack(response_type="ephemeral", text=blocks.which_job(cmd.verb, jobs))
+            return
         if cmd.verb in MUTATING and not self._allowed_user(user):
             await ack(response_type="ephemeral", text=self._refusal(user, cmd.verb))
             log.warning("refused /foojob %s from %s (not in SLACK_ALLOWED_USERS)", cmd.verb, user)
             return
         if cmd.verb == "run-now":
-            await ack(response_type="ephemeral", text=f":hourglass_flowing_sand: Running {DEFAULT_JOB}…")
+            await ack(response_type="ephemeral", text=f":hourglass_flowing_sand: Running {job}…")
         else:
             await ack()
         reply = self._responder(command.get("response_url", ""))
-        self._work(self._command(cmd, user, reply), reply)
+        self._work(self._command(cmd, job, user, reply), reply)
 
     def _work(self, coro: Awaitable[None], reply: Reply) -> None:
         """Start the slow part as a tracked task (shutdown waits for it); it reports any failure."""
@@ -250,8 +255,11 @@ class SlackSurface:
 
         self._spawn(guarded(), "slack-work")
 
-    async def _command(self, cmd: Command, user: str, reply: Reply) -> None:
-        job = DEFAULT_JOB
+    async def _command(self, cmd: Command, job: str | None, user: str, reply: Reply) -> None:
+        """``job`` None: a reading verb about every job (several jobs, none named)."""
+        if job is None:
+            await reply(await self._about_every_job(cmd))
+            return
         if cmd.verb == "run-now":
             await self._run_now(job, user, reply)
         elif cmd.verb == "pause":
@@ -279,6 +287,18 @@ class SlackSurface:
             await self._skip(job, user, reply)
         elif cmd.verb == "unskip":
             await self._unskip(job, user, reply)
+
+    async def _about_every_job(self, cmd: Command) -> Message:
+        """status, history, next and schedule without a job, when there are several."""
+        jobs = self._control.jobs
+        if cmd.verb == "status":
+            return blocks.statuses_message([await self._control.status(job) for job in jobs], self._tz)
+        if cmd.verb == "history":
+            return blocks.history_message(None, await self._control.history(None, cmd.limit), self._tz)
+        schedules = [await self._control.schedule(job) for job in jobs]
+        if cmd.verb == "next":
+            return blocks.next_of_every_job(schedules, cmd.limit)
+        return blocks.schedules_message(schedules)
 
     async def _skip(self, job: str, user: str, reply: Reply) -> None:
         instant = await self._control.skip(job, by=user)
@@ -357,7 +377,7 @@ class SlackSurface:
         """Return (job, user) if a click should go on, after telling the user why not."""
         user = body.get("user", {}).get("id", "")
         action = (body.get("actions") or [{}])[0]
-        job = action.get("value") or DEFAULT_JOB
+        job = action.get("value") or self._control.default_job
         if not self._allowed_user(user):
             await reply(messages.text_message(self._refusal(user, verb)))
             return None

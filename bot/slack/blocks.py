@@ -33,12 +33,24 @@ APPLY_SCHEDULE_ACTION = "foojob_schedule_apply"
 CANCEL_SCHEDULE_ACTION = "foojob_schedule_cancel"
 
 
-def _run_line(run: RunRecord, tz: ZoneInfo) -> str:
+def _run_line(run: RunRecord, tz: ZoneInfo, *, with_job: bool = False) -> str:
     icon = ":white_check_mark:" if run.status == "succeeded" else ":x:"
     detail = escape(json.dumps(run.result, ensure_ascii=False) if run.status == "succeeded" else (run.error or ""))
-    origin = "schedule" if run.trigger == "schedule" else f"{run.trigger} by {who(run.triggered_by)}"
-    return truncate(f"{icon} #{run.id} {human_time(run.started_at, tz)} · {human_duration(run.duration)} · "
+    if run.trigger in ("schedule", "catch-up", "retry"):
+        origin = run.trigger + (f" (attempt {run.attempt})" if run.attempt > 1 else "")
+    else:
+        origin = f"{run.trigger} by {who(run.triggered_by)}"
+    job = f"*{run.job}* " if with_job else ""
+    return truncate(f"{icon} {job}#{run.id} {human_time(run.started_at, tz)} · {human_duration(run.duration)} · "
                     f"{origin} · `{truncate(detail, 200)}`", 600)
+
+
+def which_job(verb: str, jobs: list[str]) -> str:
+    """A changing verb without a job, when there are several: nothing changed; which jobs there are."""
+    words = verb.replace("schedule-", "schedule ")
+    example = f"/foojob {words.split()[0]} {jobs[0]}" + (f" {words.split()[1]}" if " " in words else "")
+    return (f"Which job? foojob runs {len(jobs)} jobs: {', '.join(f'`{j}`' for j in jobs)}. "
+            f"Name one right after the verb, e.g. `{example}`. Nothing was changed.")
 
 
 def status_blocks(status: Status, tz: ZoneInfo) -> list[dict[str, Any]]:
@@ -73,6 +85,51 @@ def status_blocks(status: Status, tz: ZoneInfo) -> list[dict[str, Any]]:
     buttons.append({"type": "button", "action_id": RUN_AGAIN_ACTION, "value": status.job,
                     "text": {"type": "plain_text", "text": "Run now"}})
     return [section(head), section(body), {"type": "actions", "elements": buttons}]
+
+
+MAX_JOB_BLOCKS = 16  # jobs in one status message: 3 blocks each, within Slack's 50 a message
+
+
+def statuses_message(statuses: list[Status], tz: ZoneInfo) -> Message:
+    """``/foojob status`` with several jobs: a block per job (its state, schedule, next and last run)
+    with that job's buttons."""
+    shown = statuses[:MAX_JOB_BLOCKS]
+    out: list[dict[str, Any]] = []
+    for status in shown:
+        head, body, buttons = status_blocks(status, tz)
+        out += [section(head["text"]["text"] + "\n" + body["text"]["text"]), buttons, {"type": "divider"}]
+    if len(statuses) > len(shown):
+        out.append(context(f"and {len(statuses) - len(shown)} more: `/foojob status <job>` for one of them"))
+    lines = [status_message(status, tz).text for status in statuses]
+    return Message(text=truncate("\n".join(lines), FALLBACK_TEXT_MAX), blocks=out[:50])
+
+
+def schedules_message(schedules: list[Schedule]) -> Message:
+    """``/foojob schedule`` with several jobs: each one's schedule in words and its next fires."""
+    lines = [f":calendar: *{s.job}* runs {schedule_words(s)}; next: "
+             + ", ".join(human_time(at, s.tz) for at in s.fires(3)) for s in schedules]
+    return Message(text=truncate("\n".join(lines), FALLBACK_TEXT_MAX), blocks=_sections(lines))
+
+
+def next_of_every_job(schedules: list[Schedule], count: int) -> Message:
+    """``/foojob next`` with several jobs: each one's next fires."""
+    lines = [f"*{s.job}* ({s.describe()}, {s.timezone}): " + ", ".join(human_time(at, s.tz) for at in s.fires(count))
+             for s in schedules]
+    return Message(text=truncate("\n".join(lines), FALLBACK_TEXT_MAX), blocks=_sections(lines))
+
+
+def _sections(lines: list[str]) -> list[dict[str, Any]]:
+    """Lines in as few sections as fit (one holds 3,000 characters), 50 blocks at most."""
+    out: list[dict[str, Any]] = []
+    chunk: list[str] = []
+    for line in lines:
+        if chunk and sum(len(c) + 1 for c in chunk) + len(line) > SECTION_TEXT_MAX - 10:
+            out.append(section("\n".join(chunk)))
+            chunk = []
+        chunk.append(truncate(line, SECTION_TEXT_MAX - 10))
+    if chunk:
+        out.append(section("\n".join(chunk)))
+    return out[:50]
 
 
 def status_message(status: Status, tz: ZoneInfo) -> Message:
@@ -135,19 +192,14 @@ def schedule_preview(current: Schedule, proposed: Schedule, *, reset: bool) -> M
         section(head), section("*Its next 5 fires:*\n" + fire_list(fires, proposed.tz)), buttons])
 
 
-def history_message(job: str, runs: list[RunRecord], tz: ZoneInfo) -> Message:
+def history_message(job: str | None, runs: list[RunRecord], tz: ZoneInfo) -> Message:
+    """The last runs of ``job``, or of every job (None: each line names its job)."""
+    what = job or "every job"
     if not runs:
-        return text_message(f"*{job}* has not run yet.")
-    lines = [_run_line(run, tz) for run in runs]
-    blocks = [section(f"*Last {len(runs)} run(s) of {job}*")]
-    chunk: list[str] = []
-    for line in lines:  # several sections: one is limited to 3000 characters
-        if sum(len(c) + 1 for c in chunk) + len(line) > SECTION_TEXT_MAX - 10:
-            blocks.append(section("\n".join(chunk)))
-            chunk = []
-        chunk.append(line)
-    blocks.append(section("\n".join(chunk)))
-    return Message(text=truncate(f"Last runs of {job}:\n" + "\n".join(lines), FALLBACK_TEXT_MAX), blocks=blocks)
+        return text_message(f"*{job}* has not run yet." if job else "No job has run yet.")
+    lines = [_run_line(run, tz, with_job=job is None) for run in runs]
+    blocks = [section(f"*Last {len(runs)} run(s) of {what}*"), *_sections(lines)]
+    return Message(text=truncate(f"Last runs of {what}:\n" + "\n".join(lines), FALLBACK_TEXT_MAX), blocks=blocks)
 
 
 def home_view(statuses: list[Status], runs: list[RunRecord], tz: ZoneInfo,

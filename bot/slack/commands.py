@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Literal
 
@@ -19,28 +20,29 @@ MAX_HISTORY = 25
 MAX_NEXT = 25
 MAX_REASON = 500
 
-USAGE = """*Usage:* `/foojob <verb>`
-• `/foojob run-now` — run the job now (paused or not)
-• `/foojob pause [duration] [reason…]` — pause the schedule, e.g. `/foojob pause 2h deploy`
+USAGE = """*Usage:* `/foojob <verb> [job] …` (the job right after the verb; with one job, leave it out)
+• `/foojob run-now [job]` — run the job now (paused or not)
+• `/foojob pause [job] [duration] [reason…]` — pause its schedule, e.g. `/foojob pause nightly-rollup 2h deploy`
     (durations: `30m`, `2h`, `1d`, `1h30m`; without one, until someone resumes)
-• `/foojob resume` — resume the schedule
-• `/foojob status` — paused or not, the schedule, the next and the last run
-• `/foojob history [n]` — the last runs (10 unless you say, at most 25)
-• `/foojob schedule` — the schedule in words, where it comes from, and its next 5 fire times
-• `/foojob schedule set <5 or 6 fields> [zone]` — preview a new schedule, then *Apply* it,
-    e.g. `/foojob schedule set 0 6 * * 1-5 Europe/London`
-• `/foojob schedule reset` — back to the configured schedule (`FOOJOB_CRON`), with a preview
-• `/foojob next [n]` — the next fire times (5 unless you say, at most 25)
-• `/foojob skip` / `/foojob unskip` — skip the next fire (only that one), or take the skip back
+• `/foojob resume [job]` — resume its schedule
+• `/foojob status [job]` — paused or not, the schedule, the next and the last run (every job without one)
+• `/foojob history [job] [n]` — the last runs (10 unless you say, at most 25)
+• `/foojob schedule [job]` — the schedule in words, where it comes from, and its next 5 fire times
+• `/foojob schedule [job] set <5 or 6 fields> [zone]` — preview a new schedule, then *Apply* it,
+    e.g. `/foojob schedule nightly-rollup set 0 6 * * 1-5 Europe/London`
+• `/foojob schedule [job] reset` — back to the configured schedule, with a preview
+• `/foojob next [job] [n]` — the next fire times (5 unless you say, at most 25)
+• `/foojob skip [job]` / `/foojob unskip [job]` — skip the next fire (only that one), or take the skip back
 • `/foojob help` — this"""
 
-SCHEDULE_USAGE = """`/foojob schedule` · `/foojob schedule set <minute hour day month weekday> [zone]` \
-(6 fields: seconds first) · `/foojob schedule reset`"""
+SCHEDULE_USAGE = """`/foojob schedule [job]` · `/foojob schedule [job] set <minute hour day month weekday> [zone]` \
+(6 fields: seconds first) · `/foojob schedule [job] reset`"""
 
 
 @dataclass(frozen=True)
 class Command:
     verb: Verb
+    job: str | None = None  # named after the verb; None: not named (the only job, or every job)
     duration: timedelta | None = None
     reason: str | None = None
     limit: int = 10
@@ -48,12 +50,20 @@ class Command:
     timezone: str | None = None
 
 
-def parse(text: str) -> Command:
-    """Read the text after ``/foojob``; raise BadInput saying what is wrong."""
+def parse(text: str, jobs: Collection[str] = ()) -> Command:
+    """Read the text after ``/foojob``; raise BadInput saying what is wrong. A verb's first word
+    is a job when it names one of ``jobs``."""
     words = text.split()
     if not words:
         return Command("help")
     verb, rest = words[0].lower(), words[1:]
+    job = None
+    if verb != "help" and rest and rest[0] in jobs:
+        job, rest = rest[0], rest[1:]
+    return replace(_verb(verb, rest, words[0], jobs), job=job)
+
+
+def _verb(verb: str, rest: list[str], typed: str, jobs: Collection[str]) -> Command:
     if verb == "pause":
         duration, reason = parse_pause_words(rest)
         if reason is not None and len(reason) > MAX_REASON:
@@ -67,9 +77,12 @@ def parse(text: str) -> Command:
         return Command("next", limit=_count(rest, "next", default=5, most=MAX_NEXT, what="fire times"))
     if verb in ("run-now", "resume", "status", "help", "skip", "unskip"):
         if rest:
+            if verb != "help" and len(jobs) > 1:
+                raise BadInput(f"`{verb}` takes a job's name and nothing else; no job is named "
+                               f"`{truncate_word(rest[0])}` (the jobs: {', '.join(f'`{j}`' for j in jobs)})")
             raise BadInput(f"`{verb}` takes nothing after it")
         return Command(verb)  # type: ignore[arg-type]
-    raise BadInput(f"I don't know `{truncate_word(words[0])}`")
+    raise BadInput(f"I don't know `{truncate_word(typed)}`")
 
 
 def _count(rest: list[str], verb: str, *, default: int, most: int, what: str) -> int:
