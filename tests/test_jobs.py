@@ -346,6 +346,9 @@ async def test_a_pending_retry_survives_its_replica_and_a_pause_cancels_it(
     assert (made["attempt"], made["status"], made["scheduled_for"]) == (2, "succeeded", pending["scheduled_for"])
     assert made["started_at"] >= pending["due_at"] - timedelta(milliseconds=50)
     assert await db.fetchval("SELECT count(*) FROM foojob_runs WHERE trigger = 'retry'") == 1
+    # notify: failures, and the fire succeeded on its retry: nothing was posted for it.
+    # (A run's message is written in its own transaction: none was, for either attempt.)
+    assert not await db.fetchval("SELECT count(*) FROM foojob_outbox WHERE payload->>'text' LIKE '%flaky%'")
 
     # A pause cancels the pending retries: the attempt is never made.
     await db.execute("DELETE FROM healthy")
