@@ -123,8 +123,9 @@ def load(python_jobs: Mapping[str, Job], variable: Callable[[str], str | None], 
             spec = sql_job(path, defaults)
             if spec.name in jobs:
                 taken = jobs[spec.name]
+                where = taken.origin if taken.kind == "sql" else "registered in jobs/__init__.py"
                 raise ConfigError(_where(path, 1), f"the name {spec.name!r} is taken by the {taken.kind} job "
-                                                   f"of {taken.origin if taken.kind == 'sql' else 'jobs/'}")
+                                                   f"{spec.name!r} ({where})")
             jobs[spec.name] = spec
     return Catalogue(jobs, default_job)
 
@@ -190,6 +191,11 @@ def sql_job(path: Path, defaults: Defaults) -> JobSpec:
         if not value:
             raise ConfigError(_where(path, number), f"{key}: no value")
         found[key] = (number, value)
+    for number, line in enumerate(lines[body_from:], start=body_from + 1):
+        late = _HEADER.match(line.strip())
+        if late is not None and late.group(1).lower() in KEYS:
+            raise ConfigError(_where(path, number), f"the header line '-- {late.group(1)}:' comes after the SQL: "
+                                                    "move it up, above the first statement")
     if "cron" not in found:
         raise ConfigError(_where(path, 1), "no schedule: the file must open with a line such as "
                                            "'-- cron: */15 * * * *'")

@@ -69,6 +69,8 @@ def run_result_message(run: RunRecord, tz: ZoneInfo, *, failures: int = 0, since
     head = f"*{headline}*" if alert or (ok and failures) else f"*{run.job}* {outcome}"
     when = human_time(run.scheduled_for, tz) if run.scheduled_for else None
     origin = f"{run.trigger} for {when}" if when else f"{run.trigger} by {who(run.triggered_by)}"
+    if run.attempt > 1:  # a fire's last attempt: the message says so
+        origin += f", attempt {run.attempt}"
     detail = escape(json.dumps(run.result, ensure_ascii=False) if ok else (run.error or "failed"))
     text = truncate(f"{ping}{icon} {headline} (run #{run.id}, {origin}): {detail}", FALLBACK_TEXT_MAX)
     blocks: list[dict[str, Any]] = [

@@ -59,7 +59,8 @@ DELETE FROM foo WHERE id < 0;
     ("unknown.sql", "-- cron: * * * * *\n-- cronn: * * * * *\nSELECT 1;\n", 2, "unknown key 'cronn'"),
     ("twice.sql", "-- cron: * * * * *\n-- cron: 0 * * * *\nSELECT 1;\n", 2, "given twice"),
     ("Bad_Name.sql", "-- cron: * * * * *\nSELECT 1;\n", 1, "is not a job name"),
-    ("foo.sql", "-- cron: * * * * *\nSELECT 1;\n", 1, "the name 'foo' is taken"),
+    ("foo.sql", "-- cron: * * * * *\nSELECT 1;\n", 1, "the name 'foo' is taken by the python job"),
+    ("late.sql", "-- cron: * * * * *\nSELECT 1;\n-- timeout: 5s\nSELECT 2;\n", 3, "comes after the SQL"),
     ("empty.sql", "-- cron: * * * * *\n-- only comments\n", 2, "no SQL statement"),
     ("begin.sql", "-- cron: * * * * *\nSELECT 1;\nBEGIN;\nSELECT 2;\n", 3, "BEGIN is not allowed"),
     ("set.sql", "-- cron: * * * * *\nSET search_path = x;\n", 2, "use SET LOCAL"),
@@ -297,7 +298,7 @@ async def test_a_failed_fire_is_tried_again_once_per_attempt_across_replicas(
     await wait_until(lambda: any("flaky has failed 1 times in a row" in t for t in webhook.texts()),
                      message="the alert of the last attempt")
     flaky_texts = [t for t in webhook.texts() if "flaky" in t]
-    assert len(flaky_texts) == 1 and "run #" in flaky_texts[0], flaky_texts
+    assert len(flaky_texts) == 1 and "attempt 3" in flaky_texts[0], flaky_texts
 
     # The next fire fails once, then succeeds: nothing posted for the failed attempt; the success
     # is the recovery of the streak.
