@@ -48,6 +48,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     argparse cannot do that through subparsers."""
     parser = argparse.ArgumentParser(prog=_prog(), description="foojob: cron jobs run from Slack.")
     parser.add_argument("--version", action="version", version=f"foojob {__version__}")
+    # Also before the verb: `foojob --job rollup status`.
+    parser.add_argument("--job", help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the service (the default)")
     sub.add_parser("migrate", help="apply database migrations and exit")
@@ -56,23 +59,39 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         sub.add_parser(name, help=text, add_help=False)
         cmd = verbs[name] = argparse.ArgumentParser(prog=f"{_prog()} {name}", description=text)
         if name != "jobs":
-            cmd.add_argument("--job", help="the job (default: FOOJOB_DEFAULT_JOB, foo unless set)")
+            cmd.add_argument("--job", help="the job (default: FOOJOB_DEFAULT_JOB, foo unless set); or name it "
+                                           "right after the verb: `foojob pause rollup 2h`")
         cmd.add_argument("--json", action="store_true", help="print JSON as the HTTP API does")
         if name == "pause":
-            cmd.add_argument("words", nargs="*", metavar="DURATION/REASON",
+            cmd.add_argument("words", nargs="*", metavar="[JOB] DURATION/REASON",
                              help="optional duration (30m, 2h, 1d, 1h30m), then an optional reason")
+        elif name not in ("schedule", "next", "jobs"):
+            cmd.add_argument("words", nargs="*", metavar="JOB", help="the job (as --job)")
         if name == "history":
             cmd.add_argument("-n", "--limit", type=int, default=10, help="how many runs (default 10)")
         if name == "schedule":
-            cmd.add_argument("words", nargs="*", metavar="set CRON | reset",
+            cmd.add_argument("words", nargs="*", metavar="[JOB] set CRON | reset",
                              help="nothing: show it; set CRON (5 fields, or 6 with seconds first; quote it or not); "
                                   "reset: back to the configured schedule (its variable, or its file's header)")
             cmd.add_argument("--timezone", help="with set: the IANA zone to read it in (default: the current one)")
             cmd.add_argument("--next", type=int, default=5, metavar="N", help="how many fire times to show (default 5)")
         if name == "next":
-            cmd.add_argument("count", nargs="?", type=int, default=5, metavar="N",
+            cmd.add_argument("words", nargs="*", metavar="[JOB] N",
                              help="how many fire times (default 5, at most 50)")
     return parser, verbs
+
+
+def _verb_at(words: list[str]) -> int | None:
+    """Where the verb is: the first word that is neither an option nor the value of ``--job``."""
+    skip = False
+    for at, word in enumerate(words):
+        if skip:
+            skip = False
+        elif word == "--job":
+            skip = True
+        elif not word.startswith("-"):
+            return at
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,13 +113,16 @@ def _main(argv: Sequence[str] | None) -> int:
             sys.stderr.write("foojob: an argument is not valid UTF-8 text\n")
             return EXIT_USAGE
     parser, verbs = _parser()
-    command = next((w for w in words if not w.startswith("-")), None)
-    if command in verbs:
+    at = _verb_at(words)
+    command = words[at] if at is not None else None
+    if at is not None and command in verbs:
         # The verb's own words (options anywhere), after the options of the command itself.
-        at = words.index(command)
-        parser.parse_args(words[:at])  # --version, --help
+        before = parser.parse_args(words[:at])  # --version, --help, --job, --json
         args = verbs[command].parse_intermixed_args(words[at + 1:])
         args.command = command
+        args.json = args.json or before.json
+        if command != "jobs":
+            args.job = args.job or before.job
     else:
         args = parser.parse_args(words)
     command = args.command or "serve"

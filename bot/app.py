@@ -322,7 +322,8 @@ async def serve(settings: Settings) -> int:
             core.control.on_state_change(scheduler.watch_state)
             core.control.on_state_change(watcher.state_changed)
             retrier = Retrier(core.control.pending_retries, lambda retry: core.runner.run(
-                retry.job, trigger="retry", scheduled_for=retry.scheduled_for, attempt=retry.attempt))
+                retry.job, trigger="retry", scheduled_for=retry.scheduled_for, attempt=retry.attempt),
+                core.control.jobs)
 
             dispatcher: Dispatcher | None = None
             if settings.slack_webhook_url is not None:

@@ -44,8 +44,9 @@ MAX_RETRIES = 10
 MAX_DESCRIPTION = 200
 DEFAULT_RETRY_DELAY = timedelta(seconds=30)
 _CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
-# A header line: "-- key: value". Other comment lines (no "word:" after the dashes) are comments.
-_HEADER = re.compile(r"^--\s*([A-Za-z][A-Za-z0-9_-]*)\s*:(.*)$")
+# A header line: "-- key: value", the key in lower case. Other comment lines are comments: no
+# "word:" after the dashes, a capitalised word ("-- NOTE: …", "-- Why: …"), a URL ("-- https://…").
+_HEADER = re.compile(r"^--\s*([a-z][a-z0-9_-]*)\s*:(?!//)(.*)$")
 KEYS = ("cron", "timezone", "description", "timeout", "notify", "retries", "retry-delay", "channel")
 # Statements that cannot run inside the run's transaction, or would outlive it on a pooled connection.
 _REFUSED = {
@@ -56,7 +57,13 @@ _REFUSED = {
     "ABORT": "transaction control: a job that fails is rolled back by itself",
     "VACUUM": "VACUUM cannot run inside a transaction (the run's)",
     "LISTEN": "LISTEN would outlive the run on a pooled connection",
+    "PREPARE": "a prepared statement would outlive the run on a pooled connection",
+    "DISCARD": "it would reset the pooled connection's session",
+    "RESET": "it changes the session beyond the run: use SET LOCAL",
+    "LOAD": "it would outlive the run on a pooled connection",
 }
+# Names a job cannot take: they are words of /foojob (`/foojob schedule set …`).
+RESERVED = frozenset({"set", "reset", "help"})
 
 
 @dataclass(frozen=True)
@@ -119,7 +126,10 @@ def load(python_jobs: Mapping[str, Job], variable: Callable[[str], str | None], 
     for job in python_jobs.values():
         jobs[job.name] = python_job(job, variable, defaults)
     if jobs_dir is not None:
-        for path in sorted(p for p in jobs_dir.iterdir() if p.suffix == ".sql" and p.is_file()):
+        for path in sorted(p for p in jobs_dir.iterdir() if p.suffix == ".sql"):
+            if not path.is_file():
+                raise ConfigError(_where(path, 1), "is not a file (a directory, or a link to nothing): "
+                                                   "a job is a file of SQL")
             spec = sql_job(path, defaults)
             if spec.name in jobs:
                 taken = jobs[spec.name]
@@ -160,11 +170,13 @@ def python_job(job: Job, variable: Callable[[str], str | None], defaults: Defaul
 def sql_job(path: Path, defaults: Defaults) -> JobSpec:
     """An SQL job from its file: the header's settings, then the statements."""
     name = path.stem
+    if name in RESERVED:
+        raise ConfigError(_where(path, 1), f"{name!r} cannot be a job's name: it is a word of /foojob")
     if not JOB_NAME.match(name):
         raise ConfigError(_where(path, 1), f"{name[:60]!r} is not a job name: the file's name (without .sql) "
                                            "is 1-40 characters, a-z first, then a-z, 0-9, _ or -")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # an editor's byte-order mark is no SQL
     except UnicodeDecodeError:
         raise ConfigError(_where(path, 1), "the file is not UTF-8 text") from None
     except OSError as exc:
@@ -219,6 +231,13 @@ def sql_job(path: Path, defaults: Defaults) -> JobSpec:
             why = "transaction control: a job that fails is rolled back by itself"
         if statement.keyword == "SET" and not re.match(r"(?is)^set\s+(local|constraints)\b", statement.text):
             why = "SET would outlive the run on a pooled connection: use SET LOCAL"
+        if statement.keyword == "SET" and re.match(r"(?is)^set\s+(transaction|local\s+transaction_read_only)\b",
+                                                   statement.text):
+            why = "the run's transaction records the run after the job: it must stay read-write"
+        if statement.keyword == "DECLARE" and re.search(r"(?is)\bwith\s+hold\b", statement.text):
+            why = "a cursor WITH HOLD would outlive the run on a pooled connection"
+        if statement.keyword in ("RELEASE", "ROLLBACK") and re.search(r"(?i)\bfoojob_job\b", statement.text):
+            why = "foojob_job is the run's own savepoint"
         if why is not None:
             raise ConfigError(_where(path, statement.line), f"{statement.keyword} is not allowed here: {why}")
     return JobSpec(

@@ -37,8 +37,15 @@ def _run_line(run: RunRecord, tz: ZoneInfo) -> str:
 async def run(command: str, args: argparse.Namespace, control: Control, tz: ZoneInfo) -> int:
     if command == "jobs":
         return await _jobs(args, control, tz)
-    job: str = args.job or control.default_job
+    words: list[str] = args.words
+    if args.job is None and words and words[0] in control.jobs:
+        job, args.words = words[0], words[1:]  # a verb's first word that names a job is the job
+    else:
+        job = args.job or control.default_job
     control.spec(job)  # an unknown job is refused before anything is done
+    if command not in ("pause", "schedule", "next") and args.words:
+        raise BadInput(f"`{command}` takes a job's name and nothing else: no job is named {args.words[0][:40]!r} "
+                       f"(the jobs: {', '.join(control.jobs)})")
     if command == "run-now":
         record = await control.run_now(job, by="cli")
         if args.json:
@@ -92,10 +99,13 @@ async def run(command: str, args: argparse.Namespace, control: Control, tz: Zone
     if command == "schedule":
         return await _schedule(args, control, job)
     if command == "next":
-        if not 1 <= args.count <= MAX_NEXT:
+        if len(args.words) > 1 or (args.words and not (args.words[0].isascii() and args.words[0].isdigit())):
+            raise BadInput("usage: next [JOB] [N]: N the number of fire times")
+        count = int(args.words[0][:6]) if args.words else 5
+        if not 1 <= count <= MAX_NEXT:
             raise BadInput(f"next shows 1 to {MAX_NEXT} fire times")
         schedule = await control.schedule(job)
-        fires = schedule.fires(args.count)
+        fires = schedule.fires(count)
         if args.json:
             _json({"next": [rfc3339(at, schedule.tz) for at in fires]})
         else:

@@ -178,6 +178,7 @@ class Control:
             last_run=RunRecord.from_row(last) if last else None,
             schedule_source=schedule.source,
             skip_next=schedule.skipped(),
+            description=self._jobs[job].description,
         )
 
     # -- the schedule -----------------------------------------------------------------------

@@ -100,3 +100,4 @@ class Status:
     last_run: RunRecord | None
     schedule_source: str = "config"
     skip_next: datetime | None = None
+    description: str = ""  # the job's own words (an SQL file's header, a Job's description)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,9 +34,11 @@ AGAIN_S = 5.0
 
 class Retrier:
     def __init__(self, pending: Callable[[str | None], Awaitable[list[PendingRetry]]],
-                 on_due: Callable[[PendingRetry], Awaitable[Any]]) -> None:
+                 on_due: Callable[[PendingRetry], Awaitable[Any]], jobs: Collection[str]) -> None:
         self._pending = pending
         self._on_due = on_due
+        self._jobs = frozenset(jobs)
+        self._strangers: set[str] = set()  # jobs of pending retries that this replica does not have
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._running: dict[Key, asyncio.Task[Any]] = {}  # attempts under way
         self._tasks: set[asyncio.Task[Any]] = set()  # the same, and those looking again afterwards
@@ -52,6 +54,13 @@ class Retrier:
             return
         if self._stopped:
             return
+        for stranger in {r.job for r in pending} - self._jobs - self._strangers:
+            # A job this replica's catalogue does not have (its file was removed, or a rolling
+            # deploy is half way): left to a replica that has it. Said once.
+            self._strangers.add(stranger)
+            log.warning("pending retries of %s, which is no job here: left alone (a replica that has the job "
+                        "makes them)", stranger)
+        pending = [r for r in pending if r.job in self._jobs]
         keys = {(r.job, r.scheduled_for, r.attempt) for r in pending}
         for key in [k for k in self._timers if (job is None or k[0] == job) and k not in keys]:
             self._timers.pop(key).cancel()

@@ -260,6 +260,8 @@ class Runner:
             try:
                 async with asyncio.timeout(timeout.total_seconds()) as deadline:
                     result = await job.run(JobContext(conn=conn, queries=q, timezone=job.timezone))
+                    if job.kind == "sql":  # a file's SET LOCAL must not reach the run's own statements
+                        await conn.execute(q["restore_session"])
                 json.dumps(result)  # a result that cannot be stored is the job's failure too
             except Exception as exc:
                 if conn.is_closed():  # the connection died under the job: nothing can be recorded on it
@@ -286,7 +288,8 @@ class Runner:
                                started_at=started_at, finished_at=datetime.now(UTC),
                                status="failed" if error else "succeeded", result=result, error=error,
                                triggered_by=triggered_by, attempt=attempt)
-            if error and trigger != "manual" and attempt <= job.retries:
+            if (error and trigger != "manual" and attempt <= job.retries
+                    and not await conn.fetchval(q["job_paused"], job.name)):
                 # Tried again later, once across replicas (the pending retry is a row, taken by the
                 # replica that makes the attempt): this attempt posts nothing and is no failure of
                 # the streak; the next one is told to every replica at COMMIT (NOTIFY).

@@ -142,6 +142,12 @@ queued AS (
 )
 SELECT pg_notify('foojob_retry', job) FROM queued;
 
+-- name: job_paused
+-- Whether the job is paused now (read before queuing a retry: a pause made while the attempt ran
+-- cancels the next one too).
+SELECT coalesce((SELECT paused AND (resume_at IS NULL OR resume_at > now()) FROM foojob_job_state WHERE job = $1),
+                false);
+
 -- name: pending_retries
 -- The attempts still to make, of one job ($1) or of all (NULL), soonest first.
 SELECT job, scheduled_for, attempt, due_at FROM foojob_retries
@@ -157,6 +163,14 @@ SAVEPOINT foojob_job;
 
 -- name: rollback_job
 ROLLBACK TO SAVEPOINT foojob_job;
+
+-- name: restore_session
+-- After an SQL job's statements, before the run is recorded in the same transaction: what the job
+-- may have SET LOCAL that the recording depends on goes back to the session's own (a search_path
+-- without foojob's tables, another role, a short statement_timeout). pg_catalog is searched first
+-- whatever the search_path.
+SELECT pg_catalog.set_config('role', 'none', true), pg_catalog.set_config(name, reset_val, true)
+FROM pg_catalog.pg_settings WHERE name IN ('search_path', 'statement_timeout', 'lock_timeout');
 
 -- name: finish_run
 -- The run's record and its Slack message ($6, null when there is no webhook) in one statement.
@@ -372,15 +386,16 @@ UPDATE foojob_replicas SET stopped_at = now(), last_seen = now() WHERE name = $1
 -- during the gap (each of them computes the same gap, and its report and its run are claimed
 -- once). A process that still beats counts from its last heartbeat, not as "up now": it may have
 -- crashed since, or stopped firing to drain its run (fires it did run are not missed anyway).
--- A job first seen after that, that has never run (a deploy added it, in this start or a replica's
--- starting with it), missed nothing: NULL. (A process that saw the job was up after it saw it.)
+-- A job first seen after that, that no service has ever fired (a deploy added it, in this start or
+-- a replica's starting with it; a run-now from the CLI does not count), missed nothing: NULL.
 WITH job AS (SELECT first_seen_at FROM foojob_job_state WHERE job = $2),
      life AS (
          SELECT greatest((SELECT max(coalesce(stopped_at, last_seen)) FROM foojob_replicas
                           WHERE name <> $1 AND started_at < now() - make_interval(secs => $3)),
                          (SELECT max(started_at) FROM foojob_runs WHERE job = $2)) AS since
      )
-SELECT CASE WHEN (SELECT first_seen_at FROM job) > since AND NOT EXISTS (SELECT 1 FROM foojob_runs WHERE job = $2)
+SELECT CASE WHEN (SELECT first_seen_at FROM job) > since
+                 AND NOT EXISTS (SELECT 1 FROM foojob_runs WHERE job = $2 AND trigger <> 'manual')
             THEN NULL ELSE since END
 FROM life;
 

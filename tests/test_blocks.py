@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -38,3 +39,28 @@ def test_huge_errors_results_and_reasons_are_truncated_within_limits() -> None:
     home = blocks.home_view([status], [run(i, error=huge) for i in range(10)], TZ, notice=failed)
     assert problems(home["blocks"], view=True) == []
     assert problems(blocks.home_unavailable_view(huge)["blocks"], view=True) == []
+
+
+def _status(job: str, description: str = "") -> Status:
+    state = JobState(job=job, paused=False, paused_by=None, paused_at=None, pause_reason=None, resume_at=None)
+    return Status(job=job, state=state, schedule="*/5 * * * *", schedule_text="every 5 minutes", timezone="UTC",
+                  next_run_at=NOW, running=False, last_run=run(1), description=description)
+
+
+def test_every_job_has_its_card_whatever_the_number_of_jobs() -> None:
+    for count in (1, 3, 12, 20, 31, 60, 150):
+        statuses = [_status(f"job{i:03d}", description=f"what job {i} does") for i in range(count)]
+        runs = [RunRecord(**{**run(i).__dict__, "job": f"job{i:03d}"}) for i in range(10)]
+        home = blocks.home_view(statuses, runs, TZ)
+        status = blocks.statuses_message(statuses, TZ)
+        for view, kind in ((home["blocks"], True), (status.blocks, False)):
+            assert problems(view, view=kind) == [], (count, kind)
+            shown = json.dumps(view)
+            assert all(f"*job{i:03d}*" in shown for i in range(count)), (count, kind)  # no job left out
+        buttons = [e["value"] for b in status.blocks if b["type"] == "actions" for e in b["elements"]]
+        if count <= 25:  # a card with its own buttons for each (one section and its buttons at least)
+            assert sorted(set(buttons)) == [f"job{i:03d}" for i in range(count)]
+        if count <= 12:
+            assert "what job 0 does" in json.dumps(status.blocks)
+        run_lines = [b for b in home["blocks"] if b["type"] == "context" and "#" in json.dumps(b)]
+        assert all("*job0" in json.dumps(line) for line in run_lines)  # each run names its job

@@ -63,7 +63,8 @@ DELETE FROM foo WHERE id < 0;
     ("late.sql", "-- cron: * * * * *\nSELECT 1;\n-- timeout: 5s\nSELECT 2;\n", 3, "comes after the SQL"),
     ("empty.sql", "-- cron: * * * * *\n-- only comments\n", 2, "no SQL statement"),
     ("begin.sql", "-- cron: * * * * *\nSELECT 1;\nBEGIN;\nSELECT 2;\n", 3, "BEGIN is not allowed"),
-    ("set.sql", "-- cron: * * * * *\nSET search_path = x;\n", 2, "use SET LOCAL"),
+    ("setter.sql", "-- cron: * * * * *\nSET search_path = x;\n", 2, "use SET LOCAL"),
+    ("set.sql", "-- cron: * * * * *\nSELECT 1;\n", 1, "cannot be a job's name"),
     ("open.sql", "-- cron: * * * * *\nSELECT 1;\nSELECT 'unterminated;\n", 3, "unterminated quoted string"),
 ])
 def test_a_bad_job_file_is_refused_naming_file_line_and_problem(tmp_path: Path, name: str, text: str, line: int,
@@ -380,6 +381,10 @@ async def test_run_now_is_never_retried(spawn: Spawner, db_url: str, db: asyncpg
 
 # -- Slack ------------------------------------------------------------------------------------------------
 
+async def _manual_runs_of_both(db: asyncpg.Connection) -> bool:
+    return await db.fetchval("SELECT count(DISTINCT job) FROM foojob_runs WHERE trigger = 'manual'") == 2
+
+
 async def test_slack_names_the_job_after_the_verb(spawn: Spawner, slack: SlackSimulator, db_url: str,  # noqa: F811
                                                   db: asyncpg.Connection, tmp_path: Path) -> None:
     write(tmp_path, "rollup.sql", ROLLUP.format(cron="0 3 * * *"))
@@ -393,6 +398,13 @@ async def test_slack_names_the_job_after_the_verb(spawn: Spawner, slack: SlackSi
     values = [(e["action_id"], e["value"]) for b in reply["blocks"] if b["type"] == "actions" for e in b["elements"]]
     assert values == [(action, job) for job in ("foo", "purge", "rollup")
                       for action in ("foojob_pause", "foojob_run_now")]
+
+    # Each job's button on that one message acts for its job (not "already taken care of").
+    for job in ("purge", "rollup"):
+        await slack.click("foojob_run_now", job, message_ts="1700000000.000200")
+    await wait_until(lambda: db.fetchval("SELECT count(DISTINCT job) FROM foojob_runs WHERE trigger = 'manual'"),
+                     message="the first click's run")
+    await wait_until(lambda: _manual_runs_of_both(db), message="a run of each job")
 
     # A changing verb without a job changes nothing and says which jobs there are.
     env = await slack.command("pause 2h deploy")
@@ -412,7 +424,7 @@ async def test_slack_names_the_job_after_the_verb(spawn: Spawner, slack: SlackSi
     assert "purge succeeded" in reply["text"] and "DELETE 0" in reply["text"]
     env = await slack.command("history purge")
     [reply] = await replies(slack, env)
-    assert "Last 1 run(s) of purge" in reply["blocks"][0]["text"]["text"]
+    assert "Last 2 run(s) of purge" in reply["blocks"][0]["text"]["text"]  # the click's and the command's
     env = await slack.command("history")
     [reply] = await replies(slack, env)
     assert "every job" in reply["text"] and "*purge* #" in reply["blocks"][1]["text"]["text"]
@@ -425,3 +437,41 @@ async def test_slack_names_the_job_after_the_verb(spawn: Spawner, slack: SlackSi
     env = await slack.command("status nightly")
     ack = await acked(slack, env)
     assert "no job is named `nightly`" in ack["text"]
+
+
+VALUES = """-- cron: 0 0 1 1 *
+SET LOCAL search_path = pg_catalog;  -- the run is still recorded in foojob's tables afterwards
+SELECT 1 AS a, 2 AS a, interval '-1 hour' AS i, interval '1 day 2 hours' AS d, 'infinity'::timestamptz AS t,
+       'NaN'::float8 AS f, int4range(1, 5) AS r, B'101' AS b, 12345678901234567890::numeric AS big,
+       1.5::numeric AS half, 0.1::numeric AS tenth, 1.00000000000000000001::numeric AS fine, true AS yes,
+       NULL AS nothing, '{"k": [1]}'::jsonb AS j, repeat('x', 5000) AS long, n
+FROM generate_series(1, 25) AS n;
+"""
+
+
+async def test_an_sql_jobs_values_as_the_contract_says(spawn: Spawner, db_url: str, http: aiohttp.ClientSession,
+                                                        db: asyncpg.Connection, tmp_path: Path) -> None:
+    write(tmp_path, "values.sql", VALUES)
+    svc: Service = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON, FOOJOB_JOBS_DIR=str(tmp_path)).started()
+    status, result = await get_json(http, "POST", f"{svc.url}/jobs/values/runNow")
+    assert status == 200, result
+    assert result["rowCount"] == 25 and len(result["rows"]) == 20
+    row = result["rows"][0]
+    long = row.pop("long")
+    assert len(long) == 1000 and long.endswith("…")
+    assert row == {"a": 1, "a_2": 2, "i": "-01:00:00", "d": "1 day 02:00:00", "t": "infinity", "f": "NaN",
+                   "r": "[1,5)", "b": "101", "big": 12345678901234567890, "half": 1.5, "tenth": 0.1,
+                   "fine": "1.00000000000000000001", "yes": True, "nothing": None, "j": {"k": [1]}, "n": 1}
+    assert await db.fetchval("SELECT status FROM foojob_runs WHERE job = 'values'") == "succeeded"
+    assert await svc.stop() == 0
+
+
+async def test_a_pending_retry_of_a_job_that_is_gone_is_left_alone(spawn: Spawner, db_url: str,
+                                                                  db: asyncpg.Connection) -> None:
+    svc: Service = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON).started()
+    await db.execute("INSERT INTO foojob_retries VALUES ('gone', now(), 2, now())")
+    await db.execute("NOTIFY foojob_retry, 'gone'")
+    await svc.wait_log(r"pending retries of gone, which is no job here")
+    assert await db.fetchval("SELECT count(*) FROM foojob_retries") == 1  # for a replica that has it
+    assert await svc.stop() == 0
+    assert "Traceback" not in svc.stderr() and svc.stderr().count("which is no job here") == 1

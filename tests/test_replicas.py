@@ -262,7 +262,12 @@ async def test_a_long_webhook_outage_loses_nothing_and_keeps_order(spawn: Spawne
     ids = [r["id"] for r in await db.fetch("SELECT id FROM foojob_runs ORDER BY id")]
     await wait_until(lambda: len(webhook.received) == 4, timeout=30, message="every message after the outage")
     assert webhook.run_ids() == ids
-    assert all(r["delivered_at"] is not None for r in await _outbox(db))
+    # (Slack's 200 comes before the mark is committed: wait for the mark, not only the POST.)
+    await wait_until(lambda: _all_delivered(db), message="every message marked delivered")
+
+
+async def _all_delivered(db: asyncpg.Connection) -> bool:
+    return all(r["delivered_at"] is not None for r in await _outbox(db))
 
 
 async def test_sigterm_leaves_undelivered_messages_to_the_next_process(spawn: Spawner, db_url: str,

@@ -272,7 +272,8 @@ class SlackSurface:
             runs = await self._control.history(job, cmd.limit)
             await reply(blocks.history_message(job, runs, self._tz))
         elif cmd.verb == "schedule":
-            await reply(blocks.schedule_message(await self._control.schedule(job)))
+            origin = self._control.spec(job).origin
+            await reply(blocks.schedule_message(await self._control.schedule(job), origin=origin))
         elif cmd.verb in ("schedule-set", "schedule-reset"):
             reset = cmd.verb == "schedule-reset"
             current, proposed = await self._control.preview(job, None if reset else cmd.cron, cmd.timezone)
@@ -315,8 +316,8 @@ class SlackSurface:
         if cleared is None:
             await reply(messages.text_message(f"No fire of {job} was skipped; nothing changed."))
             return
-        await reply(messages.text_message(f":leftwards_arrow_with_hook: The fire of {human_time(cleared, self._tz)} "
-                                        "will run after all."))
+        await reply(messages.text_message(f":leftwards_arrow_with_hook: {job}: the fire of "
+                                          f"{human_time(cleared, self._tz)} will run after all."))
         if self._announce_in_channel:
             await reply(messages.unskip_message(job, user, cleared, self._tz), in_channel=True)
 
@@ -386,7 +387,8 @@ class SlackSurface:
         container, view = body.get("container", {}), body.get("view") or {}
         where = (f"view:{view.get('id')}:{view.get('hash')}" if container.get("type") == "view"
                  else f"msg:{container.get('channel_id')}:{container.get('message_ts')}")
-        if not await self._control.first_request(f"slack:{where}:{action.get('action_id')}", CLICK_WINDOW):
+        # The button's value too: a status message with several jobs has a Run now per job.
+        if not await self._control.first_request(f"slack:{where}:{action.get('action_id')}:{job}", CLICK_WINDOW):
             await reply(messages.text_message("That click was already taken care of."))
             return None
         return job, user
@@ -450,7 +452,10 @@ class SlackSurface:
                          client: AsyncWebClient) -> None:
         await ack()
         reply = self._replier(body, client)
-        self._work(reply(messages.text_message("Cancelled: the schedule was not changed."), replace=True), reply)
+        job = (body.get("actions") or [{}])[0].get("value") or ""
+        text = f"Cancelled: the schedule of {messages.escape(job[:40])} was not changed." if job else \
+            "Cancelled: the schedule was not changed."
+        self._work(reply(messages.text_message(text), replace=True), reply)
 
     async def _on_home_opened(self, event: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("tab") == "home":  # the event is acked when this returns; the tab follows

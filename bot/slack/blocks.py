@@ -62,6 +62,8 @@ def status_blocks(status: Status, tz: ZoneInfo) -> list[dict[str, Any]]:
                 f"by {who(state.paused_by)} since {human_time(state.paused_at, tz)}{why}")
     else:
         head = f":arrow_forward: *{status.job}* is *active*" + (" — a run is in progress" if status.running else "")
+    if status.description:
+        head += f"\n_{escape(status.description)}_"
     last = _run_line(status.last_run, tz) if status.last_run else "none yet"
     source = "configured" if status.schedule_source == "config" else "set at runtime"
     skipped = (f"\n*Skipped:* {human_time(status.skip_next, tz)} (`/foojob unskip` to run it)"
@@ -87,21 +89,38 @@ def status_blocks(status: Status, tz: ZoneInfo) -> list[dict[str, Any]]:
     return [section(head), section(body), {"type": "actions", "elements": buttons}]
 
 
-MAX_JOB_BLOCKS = 16  # jobs in one status message: 3 blocks each, within Slack's 50 a message
+MAX_MESSAGE_BLOCKS = 50  # Block Kit: a message
+MAX_VIEW_BLOCKS = 100  # Block Kit: a view (the Home tab)
+
+
+def job_cards(statuses: list[Status], tz: ZoneInfo, budget: int) -> list[dict[str, Any]]:
+    """A card per job — its state, schedule, next and last run, and its buttons — in at most
+    ``budget`` blocks: each card in one section and its buttons, with a divider when there is room;
+    when even that does not fit, a line per job (no buttons: ``/foojob status <job>`` has them)."""
+    cards = [status_blocks(status, tz) for status in statuses]
+    if 4 * len(cards) <= budget:
+        return [block for card in cards for block in (*card, {"type": "divider"})]
+    if 2 * len(cards) <= budget:
+        return [block for head, body, buttons in cards
+                for block in (section(head["text"]["text"] + "\n" + body["text"]["text"]), buttons)]
+    return [*_sections([_status_line(status, tz) for status in statuses])[: budget - 1],
+            context("Name a job for its buttons: `/foojob status <job>`")]
+
+
+def _status_line(status: Status, tz: ZoneInfo) -> str:
+    state = ":double_vertical_bar: paused" if status.state.paused else ":arrow_forward: active"
+    next_run = human_time(status.next_run_at, tz) if status.next_run_at else "—"
+    last = (f"{':white_check_mark:' if status.last_run.status == 'succeeded' else ':x:'} "
+            f"{human_time(status.last_run.started_at, tz)}" if status.last_run else "none yet")
+    return f"*{status.job}* {state} · `{status.schedule}` · next {next_run} · last {last}"
 
 
 def statuses_message(statuses: list[Status], tz: ZoneInfo) -> Message:
-    """``/foojob status`` with several jobs: a block per job (its state, schedule, next and last run)
-    with that job's buttons."""
-    shown = statuses[:MAX_JOB_BLOCKS]
-    out: list[dict[str, Any]] = []
-    for status in shown:
-        head, body, buttons = status_blocks(status, tz)
-        out += [section(head["text"]["text"] + "\n" + body["text"]["text"]), buttons, {"type": "divider"}]
-    if len(statuses) > len(shown):
-        out.append(context(f"and {len(statuses) - len(shown)} more: `/foojob status <job>` for one of them"))
+    """``/foojob status`` with several jobs: a block per job with that job's buttons, or a line per
+    job when there are too many for a message."""
     lines = [status_message(status, tz).text for status in statuses]
-    return Message(text=truncate("\n".join(lines), FALLBACK_TEXT_MAX), blocks=out[:50])
+    return Message(text=truncate("\n".join(lines), FALLBACK_TEXT_MAX),
+                   blocks=job_cards(statuses, tz, MAX_MESSAGE_BLOCKS))
 
 
 def schedules_message(schedules: list[Schedule]) -> Message:
@@ -143,18 +162,19 @@ def status_message(status: Status, tz: ZoneInfo) -> Message:
     return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=status_blocks(status, tz))
 
 
-def _origin(schedule: Schedule) -> str:
-    origin = "the configured schedule (`FOOJOB_CRON`)" if schedule.source == "config" else "set at runtime"
+def _origin(schedule: Schedule, origin: str) -> str:
+    """Where the schedule comes from; ``origin``: what configures it (``FOOJOB_CRON``, a file)."""
+    text = f"the configured schedule (`{origin}`)" if schedule.source == "config" else "set at runtime"
     if schedule.set_by is not None:
-        origin += f", by {who(schedule.set_by)} on {human_time(schedule.set_at, schedule.tz)}"
-    return origin
+        text += f", by {who(schedule.set_by)} on {human_time(schedule.set_at, schedule.tz)}"
+    return text
 
 
-def schedule_message(schedule: Schedule, count: int = 5) -> Message:
+def schedule_message(schedule: Schedule, count: int = 5, *, origin: str) -> Message:
     """``/foojob schedule``: the expression in words, where it comes from, the next fires."""
     fires = schedule.fires(count)
     skipped = schedule.skipped()
-    head = f":calendar: *{schedule.job}* runs {schedule_words(schedule)}\n{_origin(schedule)}"
+    head = f":calendar: *{schedule.job}* runs {schedule_words(schedule)}\n{_origin(schedule, origin)}"
     if skipped is not None:
         head += f"\n:fast_forward: skipped: {human_time(skipped, schedule.tz)}"
     text = (f"{schedule.job} runs {schedule.cron} ({schedule.describe()}, {schedule.timezone}); next: "
@@ -204,16 +224,17 @@ def history_message(job: str | None, runs: list[RunRecord], tz: ZoneInfo) -> Mes
 
 def home_view(statuses: list[Status], runs: list[RunRecord], tz: ZoneInfo,
               notice: Message | None = None) -> dict[str, Any]:
-    """The Home tab; ``notice`` (the answer to a click on it) comes first."""
+    """The Home tab: a card per job, then the last runs of every job, within a view's 100 blocks;
+    ``notice`` (the answer to a click on it) comes first."""
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": "foojob"}}]
     if notice is not None:
         blocks += [b for b in notice.blocks if b["type"] != "actions"] + [{"type": "divider"}]
-    for status in statuses:
-        blocks.extend(status_blocks(status, tz))
-        blocks.append({"type": "divider"})
-    blocks.append(section(f"*Last {len(runs)} runs*" if runs else "*No runs yet*"))
-    blocks.extend(context(_run_line(run, tz)) for run in runs)
-    return {"type": "home", "blocks": blocks[:100]}  # a view holds at most 100 blocks
+    shown = runs[:10]
+    blocks += job_cards(statuses, tz, MAX_VIEW_BLOCKS - len(blocks) - 1 - len(shown))
+    room = max(0, MAX_VIEW_BLOCKS - len(blocks) - 1)
+    blocks.append(section(f"*Last {len(shown[:room])} runs*" if shown else "*No runs yet*"))
+    blocks.extend(context(_run_line(run, tz, with_job=True)) for run in shown[:room])
+    return {"type": "home", "blocks": blocks}
 
 
 def home_unavailable_view(problem: str) -> dict[str, Any]:
