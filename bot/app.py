@@ -177,6 +177,7 @@ async def start_slack(settings: Settings, core: Core) -> SlackSurface:
     assert settings.slack_bot_token is not None and settings.slack_app_token is not None
     surface = SlackSurface(bot_token=settings.slack_bot_token, app_token=settings.slack_app_token,
                            api_url=settings.slack_api_url, allowed_users=settings.slack_allowed_users,
+                           schedulers=settings.slack_schedulers,
                            control=core.control, timezone=settings.timezone,
                            announce_in_channel=settings.slack_webhook_url is None)
     await surface.start()

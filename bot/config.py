@@ -57,7 +57,7 @@ class Settings:
     slack_app_token: Secret | None
     slack_webhook_url: Secret | None
     slack_api_url: str
-    slack_allowed_users: frozenset[str]
+    slack_allowed_users: frozenset[str]  # the operators: user IDs and user group IDs (S…)
     host: str
     port: int
     control_api_token: Secret | None
@@ -73,6 +73,7 @@ class Settings:
     heartbeat_url: Secret | None = None
     keep_runs: timedelta = timedelta(days=90)
     database_pool_size: int = DEFAULT_POOL_SIZE
+    slack_schedulers: frozenset[str] = frozenset()  # empty: the operators
 
     def secrets(self) -> list[str]:
         """The values that must never be shown (for the log filter)."""
@@ -118,7 +119,8 @@ class Settings:
             slack_app_token=app_token,
             slack_webhook_url=_webhook(get("SLACK_WEBHOOK_URL")),
             slack_api_url=_api_url(get("SLACK_API_URL") or "https://slack.com/api/"),
-            slack_allowed_users=_users(get("SLACK_ALLOWED_USERS")),
+            slack_allowed_users=_users(get("SLACK_ALLOWED_USERS"), "SLACK_ALLOWED_USERS"),
+            slack_schedulers=_users(get("SLACK_SCHEDULERS"), "SLACK_SCHEDULERS"),
             host=_host(get("HOST") or "0.0.0.0"),
             port=_port(get("PORT") or "8080"),
             control_api_token=_control_token(get("CONTROL_API_TOKEN")),
@@ -206,16 +208,18 @@ def _api_url(value: str) -> str:
     return value if value.endswith("/") else value + "/"
 
 
-_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_USER_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 
 
-def _users(value: str | None) -> frozenset[str]:
+def _users(value: str | None, variable: str) -> frozenset[str]:
+    """User IDs (U…, W…) and user group IDs (S…), comma-separated."""
     if value is None:
         return frozenset()
     users = [u.strip() for u in value.split(",") if u.strip()]
     for user in users:
         if not _USER_ID.match(user):
-            raise ConfigError("SLACK_ALLOWED_USERS", f"{user!r} is not a Slack user ID (like U012ABCDEF)")
+            raise ConfigError(variable, f"{user[:40]!r} is not a Slack user ID (like U012ABCDEF) nor a user group ID "
+                                        "(like S012ABCDEF)")
     return frozenset(users)
 
 

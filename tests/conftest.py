@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Variables of the service that must not leak from the developer's shell into a test.
 SERVICE_VARS = ("DATABASE_URL", "FOOJOB_DATA_DIR", "FOOJOB_CRON", "FOOJOB_TIMEZONE", "SLACK_BOT_TOKEN",
-                "SLACK_APP_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_API_URL", "SLACK_ALLOWED_USERS", "HOST",
+                "SLACK_APP_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_API_URL", "SLACK_ALLOWED_USERS", "SLACK_SCHEDULERS",
+                "SLACK_CHANNEL", "HOST",
                 "PORT", "CONTROL_API_TOKEN", "LOG_LEVEL", "LOG_FORMAT", "FOOJOB_MISFIRE_GRACE", "FOOJOB_TIMEOUT",
                 "FOOJOB_NOTIFY", "FOOJOB_ALERT_AFTER", "FOOJOB_ALERT_MENTION", "FOOJOB_LATE_AFTER",
                 "FOOJOB_HEARTBEAT_URL", "FOOJOB_KEEP_RUNS", "FOOJOB_JOBS_DIR", "FOOJOB_DEFAULT_JOB",
@@ -314,6 +315,17 @@ class Spawner:
     def kill_all(self) -> None:
         for service in self.started:
             service.kill()
+
+
+@pytest.fixture
+async def slack(spawn: Spawner) -> AsyncIterator[Any]:
+    """A local Slack (tests/slack_sim.py) for the services the test spawns."""
+    from tests.slack_sim import SlackSimulator
+
+    sim = await SlackSimulator().start()
+    yield sim
+    spawn.kill_all()  # before Slack goes away, or the clients would reconnect into a closing server
+    await sim.stop()
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ and of slack_sdk's own tests/slack_sdk/socket_mode/mock_socket_mode_server.py):
   arrived; ``disconnect`` (reason ``refresh_requested``) makes the client fetch a new URL;
 * ``POST /response/<id>``: the ``response_url`` of each command or click, recording what arrives;
 * ``POST /api/chat.postMessage`` and ``POST /api/views.publish``: recorded;
+* ``GET /api/usergroups.users.list``: the members of ``groups[id]``; ``group_errors[id]`` answers
+  that error instead (``missing_scope``, ``no_such_subteam``);
 * ``POST /hooks/<id>``: an incoming webhook.
 """
 
@@ -60,6 +62,8 @@ class SlackSimulator:
     connections_opened: int = 0
     hellos: int = 0
     api_calls: list[str] = field(default_factory=list)
+    groups: dict[str, list[str]] = field(default_factory=dict)  # user group ID -> its members
+    group_errors: dict[str, str] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
 
@@ -71,6 +75,7 @@ class SlackSimulator:
         app.router.add_post("/api/apps.connections.open", self._connections_open)
         app.router.add_post("/api/chat.postMessage", self._post_message)
         app.router.add_post("/api/views.publish", self._views_publish)
+        app.router.add_route("*", "/api/usergroups.users.list", self._usergroup_members)  # slack_sdk GETs it
         app.router.add_get("/link", self._link)
         app.router.add_post("/response/{id}", self._response)
         app.router.add_post("/hooks/{tail:.*}", self._hook)
@@ -126,6 +131,18 @@ class SlackSimulator:
         body = await self._body(request)
         self.posted.append(body)
         return web.json_response({"ok": True, "channel": body.get("channel"), "ts": f"{time.time():.6f}"})
+
+    async def _usergroup_members(self, request: web.Request) -> web.Response:
+        self.api_calls.append("usergroups.users.list")
+        body = dict(request.query) if request.method == "GET" else await self._body(request)
+        if self._token(request, body) != BOT_TOKEN:
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        group = str(body.get("usergroup", ""))
+        if group in self.group_errors:
+            return web.json_response({"ok": False, "error": self.group_errors[group]})
+        if group not in self.groups:
+            return web.json_response({"ok": False, "error": "no_such_subteam"})
+        return web.json_response({"ok": True, "users": self.groups[group]})
 
     async def _views_publish(self, request: web.Request) -> web.Response:
         self.api_calls.append("views.publish")
@@ -242,6 +259,21 @@ class SlackSimulator:
         payload = {
             "token": "legacy-verification-token", "team_id": TEAM, "api_app_id": APP_ID,
             "event": {"type": "app_home_opened", "user": user, "channel": "D0HOME", "tab": "home",
+                      "event_ts": f"{time.time():.6f}"},
+            "type": "event_callback", "event_id": f"Ev{next(self._ids)}", "event_time": int(time.time()),
+            "authorizations": [{"enterprise_id": None, "team_id": TEAM, "user_id": "U0FOOJOB", "is_bot": True,
+                                "is_enterprise_install": False}],
+            "is_ext_shared_channel": False,
+        }
+        return await self._push("events_api", payload, accepts_response_payload=False)
+
+    async def members_changed(self, group: str) -> Envelope:
+        """Slack's ``subteam_members_changed`` event: a user group's members changed."""
+        payload = {
+            "token": "legacy-verification-token", "team_id": TEAM, "api_app_id": APP_ID,
+            "event": {"type": "subteam_members_changed", "subteam_id": group, "team_id": TEAM,
+                      "date_previous_update": int(time.time()) - 60, "date_update": int(time.time()),
+                      "added_users": [], "added_users_count": "0", "removed_users": [], "removed_users_count": "1",
                       "event_ts": f"{time.time():.6f}"},
             "type": "event_callback", "event_id": f"Ev{next(self._ids)}", "event_time": int(time.time()),
             "authorizations": [{"enterprise_id": None, "team_id": TEAM, "user_id": "U0FOOJOB", "is_bot": True,

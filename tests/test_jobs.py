@@ -20,7 +20,7 @@ from bot.errors import ConfigError
 from jobs import JOBS
 from tests.conftest import Service, Spawner, WebhookSink, get_json, run_cli, wait_until
 from tests.slack_sim import SlackSimulator
-from tests.test_slack import acked, replies, slack, start  # noqa: F401 - slack: the fixture
+from tests.test_slack import acked, replies, start
 
 EVERY_SECOND = "* * * * * *"
 NEVER_SOON = "0 0 1 1 *"
@@ -385,7 +385,7 @@ async def _manual_runs_of_both(db: asyncpg.Connection) -> bool:
     return await db.fetchval("SELECT count(DISTINCT job) FROM foojob_runs WHERE trigger = 'manual'") == 2
 
 
-async def test_slack_names_the_job_after_the_verb(spawn: Spawner, slack: SlackSimulator, db_url: str,  # noqa: F811
+async def test_slack_names_the_job_after_the_verb(spawn: Spawner, slack: SlackSimulator, db_url: str,
                                                   db: asyncpg.Connection, tmp_path: Path) -> None:
     write(tmp_path, "rollup.sql", ROLLUP.format(cron="0 3 * * *"))
     write(tmp_path, "purge.sql", PURGE.format(cron="0 4 * * *"))

@@ -77,8 +77,12 @@ def test_manifest_has_what_foojob_needs() -> None:
     assert m["settings"]["socket_mode_enabled"] is True
     assert m["settings"]["interactivity"]["is_enabled"] is True
     assert "request_url" not in m["settings"]["interactivity"]  # Socket Mode: no public URL
-    assert m["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
+    # The Home tab; a user group's members read again at once when they change (roles).
+    assert m["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened", "subteam_members_changed"]
     assert m["features"]["app_home"]["home_tab_enabled"] is True
     [command] = m["features"]["slash_commands"]
     assert command["command"] == "/foojob" and "url" not in command
-    assert set(m["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "incoming-webhook"}
+    # chat:write.public: post cards in a public channel the bot has not joined (SLACK_CHANNEL);
+    # usergroups:read: the members of the user groups in SLACK_ALLOWED_USERS / SLACK_SCHEDULERS.
+    assert set(m["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "chat:write.public",
+                                                       "incoming-webhook", "usergroups:read"}

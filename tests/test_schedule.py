@@ -18,7 +18,7 @@ from bot.errors import BadInput, Conflict
 from tests.conftest import Service, Spawner, WebhookSink, catalogue, get_json, run_cli, wait_until
 from tests.slack_sim import SlackSimulator
 from tests.test_control import TZ, Core, core  # noqa: F401 - the fixture
-from tests.test_slack import acked, button_ids, replies, slack, start  # noqa: F401 - the fixture
+from tests.test_slack import acked, button_ids, replies, start
 
 NEVER_SOON = "0 0 1 1 *"
 EVERY_SECOND = "* * * * * *"
@@ -324,7 +324,7 @@ def section_text(message: dict[str, object]) -> str:
     return " ".join(b["text"]["text"] for b in message.get("blocks", []) if b["type"] == "section")  # type: ignore[index, union-attr, attr-defined]
 
 
-async def test_schedule_from_slack_preview_then_apply(spawn: Spawner, slack: SlackSimulator, db_url: str,  # noqa: F811
+async def test_schedule_from_slack_preview_then_apply(spawn: Spawner, slack: SlackSimulator, db_url: str,
                                                       db: asyncpg.Connection) -> None:
     await start(spawn, slack, db_url, SLACK_ALLOWED_USERS="U0ALICE")
     env = await slack.command("schedule")
@@ -350,10 +350,10 @@ async def test_schedule_from_slack_preview_then_apply(spawn: Spawner, slack: Sla
 
     # Someone not allowed can neither preview nor apply.
     ack = await acked(slack, await slack.command("schedule set 0 7 * * *", user="U0MALLORY"))
-    assert "not allowed" in ack["text"]
+    assert "only *schedulers*" in ack["text"]
     env = await slack.click("foojob_schedule_apply", apply_value, user="U0MALLORY", ephemeral=True)
     [refused] = await replies(slack, env)
-    assert "not allowed" in refused["text"] and (await state_row(db))["cron"] == NEVER_SOON
+    assert "only *schedulers*" in refused["text"] and (await state_row(db))["cron"] == NEVER_SOON
 
     env = await slack.click("foojob_schedule_cancel", "foo", ephemeral=True, message_ts="1700000000.000200")
     [cancelled] = await replies(slack, env)

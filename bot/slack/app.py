@@ -35,6 +35,7 @@ from bot.errors import AlreadyRunning, BadInput, ConfigError, FoojobError
 from bot.notify import Message
 from bot.slack import blocks
 from bot.slack.commands import MUTATING, SCHEDULE_USAGE, USAGE, Command, parse
+from bot.slack.roles import NEEDS, Role, Roles
 from bot.timefmt import human_time
 
 log = logging.getLogger(__name__)
@@ -111,11 +112,11 @@ def quiet_slack_sdk() -> None:
 
 class SlackSurface:
     def __init__(self, *, bot_token: Secret, app_token: Secret, api_url: str, allowed_users: frozenset[str],
+                 schedulers: frozenset[str] = frozenset(),
                  control: Control, timezone: ZoneInfo, announce_in_channel: bool,
                  down_after_s: float = DOWN_AFTER_S) -> None:
         self._control = control
         self._tz = timezone
-        self._allowed = allowed_users
         # With a webhook, pause/resume are announced in the results channel by the core; without
         # one, the announcement goes to the channel the command was typed in.
         self._announce_in_channel = announce_in_channel
@@ -132,6 +133,8 @@ class SlackSurface:
         # (Handing Bolt a client instead makes it warn that the token it reads from the environment
         # is unused.)
         self._app.client.base_url = api_url
+        self._roles = Roles(allowed_users, schedulers,
+                            lambda group: self._app.client.usergroups_users_list(usergroup=group))
         self._app_token = app_token
         self._handler: AsyncSocketModeHandler | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -202,13 +205,12 @@ class SlackSurface:
         self._app.action(blocks.APPLY_SCHEDULE_ACTION)(self._on_apply)
         self._app.action(blocks.CANCEL_SCHEDULE_ACTION)(self._on_cancel)
         self._app.event("app_home_opened")(self._on_home_opened)
+        self._app.event("subteam_members_changed")(self._on_members_changed)
 
-    def _allowed_user(self, user: str) -> bool:
-        return not self._allowed or user in self._allowed
-
-    def _refusal(self, user: str, verb: str) -> str:
-        return (f"Sorry <@{user}>, you are not allowed to {verb} foojob. Ask an admin to add your user ID "
-                f"(`{user}`) to `SLACK_ALLOWED_USERS`. Nothing was changed.")
+    async def _on_members_changed(self, event: dict[str, Any]) -> None:
+        """A user group's members changed: read them again at the next check (a removed member loses
+        the right at once)."""
+        self._roles.forget(event.get("subteam_id"))
 
     async def _on_command(self, ack: Callable[..., Awaitable[None]], command: dict[str, Any]) -> None:
         user = command.get("user_id", "")
@@ -228,16 +230,32 @@ class SlackSurface:
         if job is None and cmd.verb in MUTATING:
             await ack(response_type="ephemeral", text=blocks.which_job(cmd.verb, jobs))
             return
-        if cmd.verb in MUTATING and not self._allowed_user(user):
-            await ack(response_type="ephemeral", text=self._refusal(user, cmd.verb))
-            log.warning("refused /foojob %s from %s (not in SLACK_ALLOWED_USERS)", cmd.verb, user)
+        role = NEEDS.get(cmd.verb)
+        verdict = self._roles.decided_at_once(user, role) if role else None
+        if verdict is not None and not verdict.allowed:
+            await ack(response_type="ephemeral", text=verdict.why)
+            log.warning("refused /foojob %s from %s (not one of the %ss)", cmd.verb, user, role)
             return
-        if cmd.verb == "run-now":
+        if cmd.verb == "run-now" and verdict is not None:
             await ack(response_type="ephemeral", text=f":hourglass_flowing_sand: Running {job}…")
         else:
-            await ack()
+            await ack()  # a user group is read after the ack: Slack waits 3 s for it, at most
         reply = self._responder(command.get("response_url", ""))
-        self._work(self._command(cmd, job, user, reply), reply)
+
+        async def checked() -> None:
+            if role is not None and verdict is None and not await self._allowed(user, role, cmd.verb, reply):
+                return
+            await self._command(cmd, job, user, reply)
+
+        self._work(checked(), reply)
+
+    async def _allowed(self, user: str, role: Role, what: str, reply: Reply) -> bool:
+        """Whether ``user`` has ``role``; if not, tells them why (ephemerally) and logs it."""
+        verdict = await self._roles.check(user, role)
+        if not verdict.allowed:
+            log.warning("refused %s from %s (not one of the %ss)", what, user, role)
+            await reply(messages.text_message(verdict.why))
+        return verdict.allowed
 
     def _work(self, coro: Awaitable[None], reply: Reply) -> None:
         """Start the slow part as a tracked task (shutdown waits for it); it reports any failure."""
@@ -374,13 +392,12 @@ class SlackSurface:
 
         return reply
 
-    async def _button(self, body: dict[str, Any], reply: Reply, verb: str) -> tuple[str, str] | None:
+    async def _button(self, body: dict[str, Any], reply: Reply, role: Role) -> tuple[str, str] | None:
         """Return (job, user) if a click should go on, after telling the user why not."""
         user = body.get("user", {}).get("id", "")
         action = (body.get("actions") or [{}])[0]
         job = action.get("value") or self._control.default_job
-        if not self._allowed_user(user):
-            await reply(messages.text_message(self._refusal(user, verb)))
+        if not await self._allowed(user, role, f"the button {action.get('action_id')}", reply):
             return None
         # One click per button per message (or Home view version) per window, across replicas:
         # a double click acts once.
@@ -399,7 +416,7 @@ class SlackSurface:
             reply = self._replier(body, client)
 
             async def work() -> None:
-                if (target := await self._button(body, reply, verb)) is None:
+                if (target := await self._button(body, reply, "operator")) is None:
                     return
                 job, user = target
                 if verb == "run-now":
@@ -429,7 +446,7 @@ class SlackSurface:
             except (ValueError, KeyError, TypeError, AttributeError):
                 await reply(messages.text_message(":warning: That button does not say what to apply; nothing changed."))
                 return
-            if await self._button(body, reply, "change the schedule of") is None:
+            if await self._button(body, reply, "scheduler") is None:
                 return
             user = body.get("user", {}).get("id", "")
             old = await self._control.schedule(job)
