@@ -64,3 +64,20 @@ def test_every_job_has_its_card_whatever_the_number_of_jobs() -> None:
             assert "what job 0 does" in json.dumps(status.blocks)
         run_lines = [b for b in home["blocks"] if b["type"] == "context" and "#" in json.dumps(b)]
         assert all("*job0" in json.dumps(line) for line in run_lines)  # each run names its job
+
+
+def test_history_opens_with_the_last_outcomes_and_their_durations_at_a_glance() -> None:
+    runs = [RunRecord(**{**run(i, error="boom" if i % 4 == 0 else None).__dict__,
+                         "finished_at": NOW + timedelta(milliseconds=10 * i)}) for i in range(1, 41)]
+    runs.reverse()  # newest first, as history gives them
+    strip = blocks.outcome_strip(runs)
+    squares, spark_line = strip.split("\n")
+    assert squares.count(":large_green_square:") + squares.count(":large_red_square:") == 30  # the last 30
+    assert squares.count(":large_red_square:") == 8  # runs 12, 16, … 40 of those 30 (11 to 40) failed
+    spark = spark_line.split("`")[1]
+    assert len(spark) == 30 and spark[0] == "▁" and spark[-1] == "█"  # oldest first: durations grew
+    assert "30 runs, 8 failed" in spark_line and "min 110 ms" in spark_line and "max 400 ms" in spark_line
+    message = blocks.history_message("foo", runs[:10], TZ, {"foo": strip})
+    assert problems(message.blocks, text=message.text) == []
+    assert message.blocks[0]["text"]["text"].startswith("*foo* :")
+    assert blocks.outcome_strip([]) == "no runs yet"

@@ -424,10 +424,13 @@ async def test_slack_names_the_job_after_the_verb(spawn: Spawner, slack: SlackSi
     assert "purge succeeded" in reply["text"] and "DELETE 0" in reply["text"]
     env = await slack.command("history purge")
     [reply] = await replies(slack, env)
-    assert "Last 2 run(s) of purge" in reply["blocks"][0]["text"]["text"]  # the click's and the command's
+    assert "*purge* :large_green_square::large_green_square:" in reply["blocks"][0]["text"]["text"]
+    assert "Last 2 run(s) of purge" in reply["blocks"][1]["text"]["text"]  # the click's and the command's
     env = await slack.command("history")
     [reply] = await replies(slack, env)
-    assert "every job" in reply["text"] and "*purge* #" in reply["blocks"][1]["text"]["text"]
+    # A strip per job, then every job's last runs, each line naming its job.
+    assert [b["text"]["text"].split()[0] for b in reply["blocks"][:3]] == ["*foo*", "*purge*", "*rollup*"]
+    assert "every job" in reply["text"] and "*purge* #" in reply["blocks"][4]["text"]["text"]
     env = await slack.command("schedule rollup set 0 6 * * *")
     [reply] = await replies(slack, env)
     assert "New schedule for rollup" in reply["blocks"][0]["text"]["text"]

@@ -114,7 +114,10 @@ async def test_history_lists_the_last_runs(spawn, slack: SlackSimulator, db_url:
     env = await slack.command("history 2")
     await acked(slack, env)
     [reply] = await replies(slack, env)
-    assert "Last 2 run(s) of foo" in reply["blocks"][0]["text"]["text"]
+    # The last 30 outcomes at a glance first (three runs so far), then the last 2 runs.
+    assert reply["blocks"][0]["text"]["text"].count(":large_green_square:") == 3
+    assert "3 runs, 0 failed" in reply["blocks"][0]["text"]["text"]
+    assert "Last 2 run(s) of foo" in reply["blocks"][1]["text"]["text"]
     assert reply["text"].count("manual by http") == 2
 
 

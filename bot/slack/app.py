@@ -287,8 +287,9 @@ class SlackSurface:
         elif cmd.verb == "status":
             await reply(blocks.status_message(await self._control.status(job), self._tz))
         elif cmd.verb == "history":
-            runs = await self._control.history(job, cmd.limit)
-            await reply(blocks.history_message(job, runs, self._tz))
+            runs = await self._control.history(job, max(cmd.limit, blocks.STRIP_RUNS))
+            await reply(blocks.history_message(job, runs[:cmd.limit], self._tz,
+                                               {job: blocks.outcome_strip(runs)}))
         elif cmd.verb == "schedule":
             origin = self._control.spec(job).origin
             await reply(blocks.schedule_message(await self._control.schedule(job), origin=origin))
@@ -313,7 +314,8 @@ class SlackSurface:
         if cmd.verb == "status":
             return blocks.statuses_message([await self._control.status(job) for job in jobs], self._tz)
         if cmd.verb == "history":
-            return blocks.history_message(None, await self._control.history(None, cmd.limit), self._tz)
+            return blocks.history_message(None, await self._control.history(None, cmd.limit), self._tz,
+                                          await self._strips(jobs))
         schedules = [await self._control.schedule(job) for job in jobs]
         if cmd.verb == "next":
             return blocks.next_of_every_job(schedules, cmd.limit)
@@ -478,11 +480,16 @@ class SlackSurface:
         if event.get("tab") == "home":  # the event is acked when this returns; the tab follows
             self._spawn(self._publish_home(client, event["user"]), "slack-work")
 
+    async def _strips(self, jobs: list[str]) -> dict[str, str]:
+        """Each job's last 30 outcomes at a glance."""
+        return {job: blocks.outcome_strip(await self._control.history(job, blocks.STRIP_RUNS)) for job in jobs}
+
     async def _publish_home(self, client: AsyncWebClient, user: str, notice: Message | None = None) -> None:
         try:
             statuses = [await self._control.status(job) for job in self._control.jobs]
             runs = await self._control.history(None, 10)
-            view = blocks.home_view(statuses, runs, self._tz, notice=notice)
+            view = blocks.home_view(statuses, runs, self._tz, notice=notice,
+                                    strips=await self._strips(self._control.jobs))
         except FoojobError as exc:
             view = blocks.home_unavailable_view(str(exc))
         try:

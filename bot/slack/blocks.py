@@ -4,6 +4,7 @@ Home tab. The messages posted on the webhook are in ``bot.messages``."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -53,7 +54,30 @@ def which_job(verb: str, jobs: list[str]) -> str:
             f"Name one right after the verb, e.g. `{example}`. Nothing was changed.")
 
 
-def status_blocks(status: Status, tz: ZoneInfo) -> list[dict[str, Any]]:
+STRIP_RUNS = 30
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def outcome_strip(runs: list[RunRecord]) -> str:
+    """The last runs at a glance, oldest first: a square per run, green or red, and a sparkline of
+    their durations with min / median / max. ``runs``: newest first, as history gives them."""
+    done = [run for run in reversed(runs[:STRIP_RUNS]) if run.duration is not None]
+    if not done:
+        return "no runs yet"
+    squares = "".join(":large_green_square:" if run.status == "succeeded" else ":large_red_square:" for run in done)
+    seconds = [run.duration.total_seconds() for run in done if run.duration is not None]
+    low, high = min(seconds), max(seconds)
+    spark = "".join(_SPARKS[0 if high == low else round((s - low) / (high - low) * (len(_SPARKS) - 1))]
+                    for s in seconds)
+    middle = sorted(seconds)[len(seconds) // 2]
+    failed = sum(run.status != "succeeded" for run in done)
+    return (f"{squares}\n`{spark}` {len(done)} runs, {failed} failed · min {human_duration(timedelta(seconds=low))}"
+            f" · median {human_duration(timedelta(seconds=middle))} · max {human_duration(timedelta(seconds=high))}")
+
+
+def status_blocks(status: Status, tz: ZoneInfo, strip: str | None = None) -> list[dict[str, Any]]:
+    """A job's card: its state, schedule, next and last run (and ``strip``: its last runs at a
+    glance), with its buttons."""
     state = status.state
     if state.paused:
         until = f" until {human_time(state.resume_at, tz)}" if state.resume_at else " until resumed"
@@ -70,7 +94,7 @@ def status_blocks(status: Status, tz: ZoneInfo) -> list[dict[str, Any]]:
                if status.skip_next else "")
     next_run = human_time(status.next_run_at, tz) if status.next_run_at else "— (paused)"
     body = (f"*Schedule:* `{status.schedule}` — {status.schedule_text} ({status.timezone}; {source})"
-            f"{skipped}\n*Next run:* {next_run}\n*Last run:* {last}")
+            f"{skipped}\n*Next run:* {next_run}\n*Last run:* {last}" + (f"\n{strip}" if strip else ""))
     buttons: list[dict[str, Any]] = []
     if state.paused:
         buttons.append({"type": "button", "action_id": RESUME_ACTION, "value": status.job, "style": "primary",
@@ -93,11 +117,12 @@ MAX_MESSAGE_BLOCKS = 50  # Block Kit: a message
 MAX_VIEW_BLOCKS = 100  # Block Kit: a view (the Home tab)
 
 
-def job_cards(statuses: list[Status], tz: ZoneInfo, budget: int) -> list[dict[str, Any]]:
+def job_cards(statuses: list[Status], tz: ZoneInfo, budget: int,
+              strips: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """A card per job — its state, schedule, next and last run, and its buttons — in at most
     ``budget`` blocks: each card in one section and its buttons, with a divider when there is room;
     when even that does not fit, a line per job (no buttons: ``/foojob status <job>`` has them)."""
-    cards = [status_blocks(status, tz) for status in statuses]
+    cards = [status_blocks(status, tz, (strips or {}).get(status.job)) for status in statuses]
     if 4 * len(cards) <= budget:
         return [block for card in cards for block in (*card, {"type": "divider"})]
     if 2 * len(cards) <= budget:
@@ -212,25 +237,28 @@ def schedule_preview(current: Schedule, proposed: Schedule, *, reset: bool) -> M
         section(head), section("*Its next 5 fires:*\n" + fire_list(fires, proposed.tz)), buttons])
 
 
-def history_message(job: str | None, runs: list[RunRecord], tz: ZoneInfo) -> Message:
-    """The last runs of ``job``, or of every job (None: each line names its job)."""
+def history_message(job: str | None, runs: list[RunRecord], tz: ZoneInfo,
+                    strips: dict[str, str] | None = None) -> Message:
+    """The last runs of ``job``, or of every job (None: each line names its job), opening with
+    ``strips``: each job's last 30 outcomes at a glance."""
     what = job or "every job"
     if not runs:
         return text_message(f"*{job}* has not run yet." if job else "No job has run yet.")
     lines = [_run_line(run, tz, with_job=job is None) for run in runs]
-    blocks = [section(f"*Last {len(runs)} run(s) of {what}*"), *_sections(lines)]
+    glance = [section(f"*{name}* {strip}") for name, strip in (strips or {}).items()][:MAX_MESSAGE_BLOCKS - 20]
+    blocks = [*glance, section(f"*Last {len(runs)} run(s) of {what}*"), *_sections(lines)][:MAX_MESSAGE_BLOCKS]
     return Message(text=truncate(f"Last runs of {what}:\n" + "\n".join(lines), FALLBACK_TEXT_MAX), blocks=blocks)
 
 
 def home_view(statuses: list[Status], runs: list[RunRecord], tz: ZoneInfo,
-              notice: Message | None = None) -> dict[str, Any]:
+              notice: Message | None = None, strips: dict[str, str] | None = None) -> dict[str, Any]:
     """The Home tab: a card per job, then the last runs of every job, within a view's 100 blocks;
     ``notice`` (the answer to a click on it) comes first."""
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": "foojob"}}]
     if notice is not None:
         blocks += [b for b in notice.blocks if b["type"] != "actions"] + [{"type": "divider"}]
     shown = runs[:10]
-    blocks += job_cards(statuses, tz, MAX_VIEW_BLOCKS - len(blocks) - 1 - len(shown))
+    blocks += job_cards(statuses, tz, MAX_VIEW_BLOCKS - len(blocks) - 1 - len(shown), strips)
     room = max(0, MAX_VIEW_BLOCKS - len(blocks) - 1)
     blocks.append(section(f"*Last {len(shown[:room])} runs*" if shown else "*No runs yet*"))
     blocks.extend(context(_run_line(run, tz, with_job=True)) for run in shown[:room])
