@@ -40,6 +40,17 @@ def problems(blocks: list[dict[str, Any]], *, view: bool = False, text: str | No
                     _text(found, "confirm text", confirm.get("text"), 300)
                     _text(found, "confirm button", confirm.get("confirm"), 30, plain=True)
                     _text(found, "deny button", confirm.get("deny"), 30, plain=True)
+        elif kind == "input":  # modals only
+            _text(found, f"block {i} input label", block.get("label"), 2000, plain=True)
+            element = block.get("element") or {}
+            if element.get("type") not in ("plain_text_input", "static_select"):
+                found.append(f"block {i} input: unexpected element {element.get('type')!r}")
+            if element.get("type") == "static_select" and not 1 <= len(element.get("options", [])) <= 100:
+                found.append(f"block {i} select has {len(element.get('options', []))} options (1 to 100)")
+            for option in element.get("options", []):
+                _text(found, f"block {i} option", option.get("text"), 75, plain=True)
+            if len(element.get("initial_value", "")) > 3000:
+                found.append(f"block {i} input: initial value over 3000 characters")
         elif kind != "divider":
             found.append(f"block {i}: unexpected type {kind!r}")
     return found

@@ -10,6 +10,9 @@ and of slack_sdk's own tests/slack_sdk/socket_mode/mock_socket_mode_server.py):
   arrived; ``disconnect`` (reason ``refresh_requested``) makes the client fetch a new URL;
 * ``POST /response/<id>``: the ``response_url`` of each command or click, recording what arrives;
 * ``POST /api/chat.postMessage`` and ``POST /api/views.publish``: recorded;
+* ``POST /api/views.open`` and ``POST /api/views.update``: a modal, checked as Slack would (slack_sdk's
+  own models: a title of 24 characters at most…), kept in ``modals`` by view ID; the test then
+  types into it (``type_in``) or submits it (``submit``), as a user would;
 * ``GET /api/usergroups.users.list``: the members of ``groups[id]``; ``group_errors[id]`` answers
   that error instead (``missing_scope``, ``no_such_subteam``);
 * ``POST /hooks/<id>``: an incoming webhook.
@@ -63,6 +66,8 @@ class SlackSimulator:
     hellos: int = 0
     api_calls: list[str] = field(default_factory=list)
     groups: dict[str, list[str]] = field(default_factory=dict)  # user group ID -> its members
+    modals: dict[str, dict[str, Any]] = field(default_factory=dict)  # view ID -> the view as last opened/updated
+    modal_updates: int = 0
     group_errors: dict[str, str] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
@@ -75,6 +80,8 @@ class SlackSimulator:
         app.router.add_post("/api/apps.connections.open", self._connections_open)
         app.router.add_post("/api/chat.postMessage", self._post_message)
         app.router.add_post("/api/views.publish", self._views_publish)
+        app.router.add_post("/api/views.open", self._views_open)
+        app.router.add_post("/api/views.update", self._views_update)
         app.router.add_route("*", "/api/usergroups.users.list", self._usergroup_members)  # slack_sdk GETs it
         app.router.add_get("/link", self._link)
         app.router.add_post("/response/{id}", self._response)
@@ -131,6 +138,48 @@ class SlackSimulator:
         body = await self._body(request)
         self.posted.append(body)
         return web.json_response({"ok": True, "channel": body.get("channel"), "ts": f"{time.time():.6f}"})
+
+    def _modal_problem(self, view: dict[str, Any]) -> str | None:
+        from slack_sdk.errors import SlackObjectFormationError
+        from slack_sdk.models.views import View
+
+        if problems(view.get("blocks", []), view=True):
+            return "invalid_blocks"
+        try:
+            View(**view).validate_json()
+        except (SlackObjectFormationError, TypeError) as exc:
+            return f"invalid_arguments: {exc}"
+        return None
+
+    async def _views_open(self, request: web.Request) -> web.Response:
+        self.api_calls.append("views.open")
+        body = await self._body(request)
+        view = json.loads(body["view"]) if isinstance(body.get("view"), str) else body.get("view") or {}
+        if not str(body.get("trigger_id", "")).startswith("trig."):
+            return web.json_response({"ok": False, "error": "invalid_trigger_id"})
+        if (problem := self._modal_problem(view)) is not None:
+            self.refused.append(view)
+            return web.json_response({"ok": False, "error": problem})
+        view_id = f"VM{len(self.modals) + 1}"
+        self.modals[view_id] = {**view, "id": view_id, "hash": "m1"}
+        return web.json_response({"ok": True, "view": self.modals[view_id]})
+
+    async def _views_update(self, request: web.Request) -> web.Response:
+        self.api_calls.append("views.update")
+        body = await self._body(request)
+        view = json.loads(body["view"]) if isinstance(body.get("view"), str) else body.get("view") or {}
+        current = self.modals.get(str(body.get("view_id")))
+        if current is None:
+            return web.json_response({"ok": False, "error": "not_found"})
+        if body.get("hash") and body["hash"] != current["hash"]:
+            return web.json_response({"ok": False, "error": "hash_conflict"})
+        if (problem := self._modal_problem(view)) is not None:
+            self.refused.append(view)
+            return web.json_response({"ok": False, "error": problem})
+        self.modal_updates += 1
+        self.modals[current["id"]] = {**view, "id": current["id"], "hash": f"m{self.modal_updates + 1}",
+                                      "state": current.get("state", {})}
+        return web.json_response({"ok": True, "view": self.modals[current["id"]]})
 
     async def _usergroup_members(self, request: web.Request) -> web.Response:
         self.api_calls.append("usergroups.users.list")
@@ -266,6 +315,42 @@ class SlackSimulator:
             "is_ext_shared_channel": False,
         }
         return await self._push("events_api", payload, accepts_response_payload=False)
+
+    def _view_payload(self, view_id: str, user: str, values: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        view = self.modals[view_id]
+        state = {"values": values}
+        self.modals[view_id] = {**view, "state": state}
+        return {"id": view_id, "team_id": TEAM, "type": "modal", "callback_id": view.get("callback_id"),
+                "private_metadata": view.get("private_metadata", ""), "hash": view["hash"], "state": state,
+                "blocks": view.get("blocks", []), "title": view.get("title")}
+
+    async def type_in(self, view_id: str, block_id: str, action_id: str, text: str,
+                      values: dict[str, dict[str, Any]], *, user: str = "U0ALICE") -> Envelope:
+        """Typing in a modal's input that dispatches its actions: a ``block_actions`` from the view,
+        with the state so far (``values``, this text included)."""
+        payload = {
+            "type": "block_actions", "team": {"id": TEAM, "domain": "sim"},
+            "user": {"id": user, "username": user.lower(), "team_id": TEAM}, "api_app_id": APP_ID,
+            "token": "legacy-verification-token", "trigger_id": f"trig.type{next(self._ids)}",
+            "container": {"type": "view", "view_id": view_id},
+            "view": self._view_payload(view_id, user, values),
+            "actions": [{"action_id": action_id, "block_id": block_id, "type": "plain_text_input", "value": text,
+                         "action_ts": f"{time.time():.6f}"}],
+        }
+        return await self._push("interactive", payload, accepts_response_payload=False)
+
+    async def submit(self, view_id: str, values: dict[str, dict[str, Any]], *, user: str = "U0ALICE",
+                     private_metadata: str | None = None) -> Envelope:
+        """A modal's submit button: a ``view_submission`` whose ack may carry ``response_action``.
+        ``private_metadata``: what a forged payload would claim instead of the view's own."""
+        view = self._view_payload(view_id, user, values)
+        if private_metadata is not None:
+            view["private_metadata"] = private_metadata
+        payload = {"type": "view_submission", "team": {"id": TEAM, "domain": "sim"},
+                   "user": {"id": user, "username": user.lower(), "team_id": TEAM}, "api_app_id": APP_ID,
+                   "token": "legacy-verification-token", "trigger_id": f"trig.submit{next(self._ids)}",
+                   "view": view, "response_urls": []}
+        return await self._push("interactive", payload, accepts_response_payload=True)
 
     async def members_changed(self, group: str) -> Envelope:
         """Slack's ``subteam_members_changed`` event: a user group's members changed."""

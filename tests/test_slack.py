@@ -56,7 +56,7 @@ async def test_status_is_acked_at_once_and_answered_with_buttons(spawn, slack: S
     assert "at 00:00 on day 1 of the month in January" in text and "none yet" in text
     assert button_ids(reply) == ["foojob_pause", "foojob_run_now"]
     pause = reply["blocks"][-1]["elements"][0]
-    assert pause["confirm"]["confirm"]["text"] == "Pause"  # behind a confirm dialog
+    assert pause["text"]["text"] == "Pause…" and "confirm" not in pause  # it opens a modal (test_slack_modals)
 
 
 async def test_run_now_runs_after_the_ack_and_answers_on_the_response_url(spawn, slack: SlackSimulator,  # type: ignore[no-untyped-def]
@@ -164,10 +164,10 @@ async def test_users_outside_the_allowlist_are_refused_and_nothing_changes(spawn
 async def test_buttons_pause_resume_and_run(spawn, slack: SlackSimulator, db_url: str,  # type: ignore[no-untyped-def]
                                            db: asyncpg.Connection) -> None:
     await start(spawn, slack, db_url)
-    env = await slack.click("foojob_pause", "foo", user="U0ALICE", message_ts="1.1")
+    env = await slack.click("foojob_pause_1h", "foo", user="U0ALICE", message_ts="1.1")
     await acked(slack, env)
     [reply] = await replies(slack, env)
-    assert "Paused foo" in reply["text"]
+    assert "Paused foo until" in reply["text"]
     assert (await db.fetchrow("SELECT paused_by FROM foojob_job_state"))["paused_by"] == "U0ALICE"
 
     # The status message now offers Resume instead of Pause.
@@ -349,8 +349,11 @@ async def test_home_tab_buttons_answer_on_the_home_tab_and_act_once(spawn, slack
     notices = [str(p["view"]["blocks"][1]) for p in slack.published[1:]]
     assert sum("foo* succeeded" in n for n in notices) == 1
     assert sum("already taken care of" in n for n in notices) == 1
-    # Pause from the Home tab, on the newest version of the view: acts, and the tab says so.
+    # Pause from the Home tab, on the newest version of the view: its modal, then the tab says so.
     await slack.click_home("foojob_pause", "foo", user="U0ALICE")
+    await wait_until(lambda: slack.modals, message="the pause modal")
+    [view_id] = slack.modals
+    await slack.submit(view_id, {"duration": {"value": {"selected_option": {"value": "1h"}}}, "reason": {}})
     await wait_until(lambda: db.fetchval("SELECT paused FROM foojob_job_state"), message="paused from Home")
     await wait_until(lambda: "Resume" in str(slack.published[-1]["view"]["blocks"]), message="Home shows Resume")
     assert slack.responses == {}  # nothing was sent to a response_url: a view has none
@@ -359,7 +362,7 @@ async def test_home_tab_buttons_answer_on_the_home_tab_and_act_once(spawn, slack
 async def test_buttons_on_ephemeral_messages_work(spawn, slack: SlackSimulator, db_url: str,  # type: ignore[no-untyped-def]
                                                  db: asyncpg.Connection) -> None:
     await start(spawn, slack, db_url)
-    env = await slack.click("foojob_pause", "foo", message_ts="5.1", ephemeral=True)
+    env = await slack.click("foojob_pause_1h", "foo", message_ts="5.1", ephemeral=True)
     [reply] = await replies(slack, env)
     assert "Paused foo" in reply["text"]
     assert (await db.fetchrow("SELECT paused FROM foojob_job_state"))["paused"]
@@ -376,7 +379,7 @@ async def test_acks_never_wait_for_the_database(spawn, slack: SlackSimulator, db
                            "IN ACCESS EXCLUSIVE MODE")
         sent = [await slack.command(text) for text in ("status", "history", "pause 1h", "resume", "run-now")]
         sent += [await slack.click(action, "foo", message_ts=f"6.{i}")
-                 for i, action in enumerate(("foojob_run_now", "foojob_pause", "foojob_resume"))]
+                 for i, action in enumerate(("foojob_run_now", "foojob_pause_1h", "foojob_resume"))]
         for env in sent:
             await acked(slack, env)  # all acked while the database is blocked
         assert slack.responses == {}  # and nothing answered yet: the answers need the database

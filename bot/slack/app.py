@@ -33,7 +33,7 @@ from bot.config import Secret
 from bot.control import Control
 from bot.errors import AlreadyRunning, BadInput, ConfigError, FoojobError
 from bot.notify import Message
-from bot.slack import blocks
+from bot.slack import blocks, modals
 from bot.slack.commands import MUTATING, SCHEDULE_USAGE, USAGE, Command, parse
 from bot.slack.roles import NEEDS, Role, Roles
 from bot.timefmt import human_time
@@ -44,6 +44,11 @@ log = logging.getLogger(__name__)
 
 class Reply(Protocol):
     async def __call__(self, message: Message, *, in_channel: bool = False, replace: bool = False) -> None: ...
+
+
+async def _nowhere(message: Message, *, in_channel: bool = False, replace: bool = False) -> None:
+    """Where a modal's work answers a failure: its log line (a closed modal has no response_url)."""
+    log.warning("a modal's change did not go through: %s", message.text)
 
 # How long the socket may be down before /healthz says 503 (SPEC: over a minute).
 DOWN_AFTER_S = 60.0
@@ -198,7 +203,13 @@ class SlackSurface:
     def _register(self) -> None:
         self._app.command("/foojob")(self._on_command)
         self._app.action(messages.RUN_AGAIN_ACTION)(self._on_click("run-now"))
-        self._app.action(messages.PAUSE_ACTION)(self._on_click("pause"))
+        # The status card's Pause opens a modal (duration and reason); Pause 1h stays one click.
+        self._app.action(messages.PAUSE_ACTION)(self._on_open_modal("operator"))
+        self._app.action(modals.CHANGE_SCHEDULE_ACTION)(self._on_open_modal("scheduler"))
+        self._app.action(modals.CRON_TYPED_ACTION)(self._on_schedule_typed)
+        self._app.action(modals.ZONE_TYPED_ACTION)(self._on_schedule_typed)
+        self._app.view(modals.PAUSE_MODAL)(self._on_pause_submitted)
+        self._app.view(modals.SCHEDULE_MODAL)(self._on_schedule_submitted)
         # On failure and alert messages: as `/foojob pause 1h`, while someone looks.
         self._app.action(messages.PAUSE_1H_ACTION)(self._on_click("pause for an hour"))
         self._app.action(messages.RESUME_ACTION)(self._on_click("resume"))
@@ -257,7 +268,7 @@ class SlackSurface:
             await reply(messages.text_message(verdict.why))
         return verdict.allowed
 
-    def _work(self, coro: Awaitable[None], reply: Reply) -> None:
+    def _work(self, coro: Awaitable[Any], reply: Reply) -> None:
         """Start the slow part as a tracked task (shutdown waits for it); it reports any failure."""
         async def guarded() -> None:
             try:
@@ -433,6 +444,98 @@ class SlackSurface:
             self._work(work(), reply)
 
         return handler
+
+    # -- modals ------------------------------------------------------------------------------
+
+    def _on_open_modal(self, role: Role) -> Callable[..., Awaitable[None]]:
+        """Pause (operators) or Change schedule (schedulers): the role is checked on the click, and
+        again on submission."""
+        async def handler(ack: Callable[..., Awaitable[None]], body: dict[str, Any], client: AsyncWebClient) -> None:
+            await ack()
+            reply = self._replier(body, client)
+
+            async def work() -> None:
+                user = body.get("user", {}).get("id", "")
+                job = (body.get("actions") or [{}])[0].get("value") or self._control.default_job
+                self._control.spec(job)  # a forged value naming no job: refused (UnknownJob)
+                if not await self._allowed(user, role, f"opening the {role}'s modal", reply):
+                    return
+                home = body.get("container", {}).get("type") == "view"
+                view = (modals.pause_modal(job, home=home) if role == "operator"
+                        else modals.schedule_modal(await self._control.schedule(job), home=home))
+                try:
+                    await client.views_open(trigger_id=body.get("trigger_id", ""), view=view)
+                except SlackApiError as exc:  # the trigger expired (3 s), …
+                    log.warning("Slack did not open the modal (%s)", exc.response.get("error"))
+                    await reply(messages.text_message(":warning: Slack did not open the form; click again."))
+
+            self._work(work(), reply)
+
+        return handler
+
+    async def _on_schedule_typed(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any],
+                                 client: AsyncWebClient) -> None:
+        """A change typed in the schedule modal: its preview follows (views.update, same view)."""
+        await ack()
+        view = body.get("view") or {}
+
+        async def work() -> None:
+            job, home = modals.read_metadata(str(view.get("private_metadata") or ""))
+            current = await self._control.schedule(job)
+            cron, zone = modals.typed((view.get("state") or {}).get("values") or {})
+            try:
+                await client.views_update(view_id=view.get("id", ""), hash=view.get("hash"),
+                                          view=modals.schedule_modal(current, cron, zone, home=home))
+            except SlackApiError as exc:  # hash_conflict: a newer keystroke's update came first
+                log.debug("schedule preview not updated (%s)", exc.response.get("error"))
+
+        self._work(work(), _nowhere)
+
+    async def _on_pause_submitted(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any],
+                                  client: AsyncWebClient) -> None:
+        user, view = body.get("user", {}).get("id", ""), body.get("view") or {}
+        job, home = modals.read_metadata(str(view.get("private_metadata") or ""))
+        try:
+            if job not in self._control.jobs:
+                raise modals.FieldError("reason", f"There is no job {job[:40]!r} to pause.")
+            duration, reason = modals.read_pause((view.get("state") or {}).get("values") or {})
+            verdict = await self._roles.check(user, "operator")
+            if not verdict.allowed:
+                log.warning("refused a pause modal from %s (not one of the operators)", user)
+                raise modals.FieldError("reason", verdict.why)
+        except modals.FieldError as exc:
+            await ack(response_action="errors", errors={exc.block_id: messages.truncate(str(exc), 150)})
+            return
+        await ack()  # the modal closes; the pause is announced in the channel
+        self._work(self._then_home(self._control.pause(job, by=user, duration=duration, reason=reason),
+                                   client, user if home else None), _nowhere)
+
+    async def _on_schedule_submitted(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any],
+                                     client: AsyncWebClient) -> None:
+        user, view = body.get("user", {}).get("id", ""), body.get("view") or {}
+        job, home = modals.read_metadata(str(view.get("private_metadata") or ""))
+        try:
+            if job not in self._control.jobs:
+                raise modals.FieldError("cron", f"There is no job {job[:40]!r}.")
+            cron, zone = modals.typed((view.get("state") or {}).get("values") or {})
+            current = await self._control.schedule(job)  # its zone is kept when none is typed
+            proposed = modals.proposal(current, cron, zone)
+            verdict = await self._roles.check(user, "scheduler")
+            if not verdict.allowed:
+                log.warning("refused a schedule modal from %s (not one of the schedulers)", user)
+                raise modals.FieldError("cron", verdict.why)
+        except modals.FieldError as exc:
+            await ack(response_action="errors", errors={exc.block_id: messages.truncate(str(exc), 150)})
+            return
+        await ack()
+        self._work(self._then_home(self._control.set_schedule(job, proposed.cron, proposed.timezone, by=user),
+                                   client, user if home else None), _nowhere)
+
+    async def _then_home(self, change: Awaitable[Any], client: AsyncWebClient, user: str | None) -> None:
+        """Make a modal's change; a modal opened from the Home tab shows it there (None: not from Home)."""
+        await change
+        if user is not None:
+            await self._publish_home(client, user)
 
     async def _on_apply(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any],
                         client: AsyncWebClient) -> None:

@@ -26,6 +26,7 @@ from bot.messages import (
 from bot.model import RunRecord, Status
 from bot.notify import Message
 from bot.schedules import Schedule
+from bot.slack.modals import CHANGE_SCHEDULE_ACTION
 from bot.timefmt import human_duration, human_time
 
 # -- replies and views of the Slack surface -----------------------------------------------------
@@ -100,14 +101,9 @@ def status_blocks(status: Status, tz: ZoneInfo, strip: str | None = None) -> lis
         buttons.append({"type": "button", "action_id": RESUME_ACTION, "value": status.job, "style": "primary",
                         "text": {"type": "plain_text", "text": "Resume"}})
     else:
-        buttons.append({
-            "type": "button", "action_id": PAUSE_ACTION, "value": status.job, "style": "danger",
-            "text": {"type": "plain_text", "text": "Pause"},
-            "confirm": {"title": {"type": "plain_text", "text": f"Pause {status.job}?"},
-                        "text": {"type": "mrkdwn", "text": "Scheduled runs stop until someone resumes."},
-                        "confirm": {"type": "plain_text", "text": "Pause"},
-                        "deny": {"type": "plain_text", "text": "Cancel"}, "style": "danger"},
-        })
+        # Opens a modal: how long, and why (so no confirm dialog first).
+        buttons.append({"type": "button", "action_id": PAUSE_ACTION, "value": status.job, "style": "danger",
+                        "text": {"type": "plain_text", "text": "Pause…"}})
     buttons.append({"type": "button", "action_id": RUN_AGAIN_ACTION, "value": status.job,
                     "text": {"type": "plain_text", "text": "Run now"}})
     return [section(head), section(body), {"type": "actions", "elements": buttons}]
@@ -204,8 +200,12 @@ def schedule_message(schedule: Schedule, count: int = 5, *, origin: str) -> Mess
         head += f"\n:fast_forward: skipped: {human_time(skipped, schedule.tz)}"
     text = (f"{schedule.job} runs {schedule.cron} ({schedule.describe()}, {schedule.timezone}); next: "
             + ", ".join(human_time(at, schedule.tz) for at in fires))
+    change = {"type": "actions", "elements": [
+        {"type": "button", "action_id": CHANGE_SCHEDULE_ACTION, "value": schedule.job,
+         "text": {"type": "plain_text", "text": "Change schedule"}}]}
     return Message(text=truncate(text, FALLBACK_TEXT_MAX),
-                   blocks=[section(head), section(f"*Next {len(fires)} fires:*\n" + fire_list(fires, schedule.tz))])
+                   blocks=[section(head), section(f"*Next {len(fires)} fires:*\n" + fire_list(fires, schedule.tz)),
+                           change])
 
 
 def next_message(schedule: Schedule, count: int) -> Message:
