@@ -164,16 +164,15 @@ async def _run(command: str, args: argparse.Namespace, settings: Settings) -> in
         return await _migrate(settings)
     async with app.open_core(settings, service=False) as core:
         from bot import cli
+        from bot.notify import OutboxNotifier
 
         try:
             status = await cli.run(command, args, core.control, settings.timezone)
-            if settings.slack_webhook_url is not None:
+            if isinstance(core.notifier, OutboxNotifier):
                 # What the command reported is in the outbox; send it now rather than leave it for
                 # the service (which may not be running). Its outcome is not the command's.
-                from bot.outbox import Dispatcher
-
                 try:
-                    await Dispatcher(core.pool, core.queries, settings.slack_webhook_url).drain(10)
+                    await app.make_dispatcher(settings, core).drain(10)
                 except FoojobError as exc:
                     logging.getLogger("bot.cli").warning("message left in the outbox: %s", exc)
             return status

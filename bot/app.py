@@ -155,8 +155,14 @@ async def open_core(settings: Settings, *, service: bool, metrics: Metrics | Non
         stack.push_async_callback(_close_pool, pool)
 
         notifier: Notifier
-        if settings.slack_webhook_url is not None:
-            notifier = OutboxNotifier(settings.slack_webhook_url)
+        channels = {name: spec.channel for name, spec in settings.jobs.items() if spec.channel is not None}
+        if settings.slack_webhook_url is not None or settings.slack_channel is not None or channels:
+            notifier = OutboxNotifier(settings.slack_webhook_url, channel=settings.slack_channel, job_channels=channels,
+                                      bot_token=settings.slack_bot_token, api_url=settings.slack_api_url)
+            if settings.slack_channel is not None and service:
+                log.info("SLACK_CHANNEL is set: results and announcements go to %s through the Web API (a card per "
+                         "run, edited in place)%s", settings.slack_channel,
+                         "; SLACK_WEBHOOK_URL is not used" if settings.slack_webhook_url is not None else "")
         elif service:
             notifier = StdoutNotifier()
             log.info("SLACK_WEBHOOK_URL is unset: run results go to stdout")
@@ -171,6 +177,12 @@ async def open_core(settings: Settings, *, service: bool, metrics: Metrics | Non
         yield Core(dsn, pool, queries, notifier, runner, control, metrics)
 
 
+def make_dispatcher(settings: Settings, core: Core) -> Dispatcher:
+    """The outbox's dispatcher: the webhook, and the Web API with the bot token for channels."""
+    return Dispatcher(core.pool, core.queries, settings.slack_webhook_url, bot_token=settings.slack_bot_token,
+                      api_url=settings.slack_api_url, timezone=settings.timezone)
+
+
 async def start_slack(settings: Settings, core: Core) -> SlackSurface:
     from bot.slack.app import SlackSurface  # slack-bolt loads only when Slack is on
 
@@ -179,7 +191,7 @@ async def start_slack(settings: Settings, core: Core) -> SlackSurface:
                            api_url=settings.slack_api_url, allowed_users=settings.slack_allowed_users,
                            schedulers=settings.slack_schedulers,
                            control=core.control, timezone=settings.timezone,
-                           announce_in_channel=settings.slack_webhook_url is None)
+                           announce_in_channel=not isinstance(core.notifier, OutboxNotifier))
     await surface.start()
     log.info("Slack control surface on: connecting over Socket Mode to %s", settings.slack_api_url)
     return surface
@@ -327,12 +339,12 @@ async def serve(settings: Settings) -> int:
                 core.control.jobs)
 
             dispatcher: Dispatcher | None = None
-            if settings.slack_webhook_url is not None:
-                dispatcher = Dispatcher(core.pool, core.queries, settings.slack_webhook_url)
+            if isinstance(core.notifier, OutboxNotifier):
+                dispatcher = make_dispatcher(settings, core)
                 dispatcher.start()
-                if isinstance(core.notifier, OutboxNotifier):
-                    core.notifier.on_committed = dispatcher.wake
+                core.notifier.on_committed = dispatcher.wake
                 stack.push_async_callback(dispatcher.stop, DELIVERY_GRACE_S)
+                backend.channels = core.notifier.cards_anywhere
 
             async def reread(job: str, *, noticed: bool) -> None:
                 try:

@@ -74,6 +74,7 @@ class Settings:
     keep_runs: timedelta = timedelta(days=90)
     database_pool_size: int = DEFAULT_POOL_SIZE
     slack_schedulers: frozenset[str] = frozenset()  # empty: the operators
+    slack_channel: str | None = None  # results through the Web API to this channel (a card per run)
 
     def secrets(self) -> list[str]:
         """The values that must never be shown (for the log filter)."""
@@ -121,6 +122,7 @@ class Settings:
             slack_api_url=_api_url(get("SLACK_API_URL") or "https://slack.com/api/"),
             slack_allowed_users=_users(get("SLACK_ALLOWED_USERS"), "SLACK_ALLOWED_USERS"),
             slack_schedulers=_users(get("SLACK_SCHEDULERS"), "SLACK_SCHEDULERS"),
+            slack_channel=_slack_channel(get("SLACK_CHANNEL"), bot_token, jobs),
             host=_host(get("HOST") or "0.0.0.0"),
             port=_port(get("PORT") or "8080"),
             control_api_token=_control_token(get("CONTROL_API_TOKEN")),
@@ -164,6 +166,24 @@ def _database_url(value: str | None) -> Secret | None:
     except ValueError:
         raise ConfigError("DATABASE_URL", "has a port that is not a number") from None
     return Secret(value)
+
+
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+
+
+def _slack_channel(value: str | None, bot_token: Secret | None, jobs: Catalogue) -> str | None:
+    """SLACK_CHANNEL: a channel ID; it (and a job's ``channel``) posts with the bot token."""
+    if value is not None and not _CHANNEL_ID.match(value):
+        raise ConfigError("SLACK_CHANNEL", f"must be a Slack channel ID such as C0123ABCD (the channel's details "
+                                           f"show it), got {value[:40]!r}")
+    if bot_token is None:
+        if value is not None:
+            raise ConfigError("SLACK_CHANNEL", "needs SLACK_BOT_TOKEN (and SLACK_APP_TOKEN): the bot posts there")
+        for spec in jobs.values():
+            if spec.channel is not None:
+                raise ConfigError(spec.origin, f"channel {spec.channel} needs SLACK_BOT_TOKEN (and SLACK_APP_TOKEN): "
+                                               "the bot posts there")
+    return value
 
 
 def _jobs_dir(value: str | None) -> Path | None:

@@ -483,6 +483,15 @@ class Control:
             row = await conn.fetchrow(self._q["job_health"], job)
         return row["last_success"], int(row["failures"])
 
+    async def channel_problem(self) -> str | None:
+        """The last hour's refusal of a channel (the bot not in it…), as ``"<error> (<channel>)"``."""
+        async with self._conn() as conn:
+            row = await conn.fetchrow(self._q["channel_problem"])
+        if row is None:
+            return None
+        error = str(row["last_error"]).rsplit(": ", 1)[-1]
+        return f"{error} ({row['channel']})"
+
     async def outbox_depth(self) -> tuple[int, float]:
         """Messages waiting for Slack, and the age in seconds of the oldest (0 when none)."""
         async with self._conn() as conn:

@@ -12,6 +12,7 @@ stack trace).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -45,6 +46,7 @@ class Backend:
     control: Control | None = None
     slack_health: SlackHealth | None = None
     slack_enabled: bool = False
+    channels: bool = False  # messages go to channels (SLACK_CHANNEL): /healthz says whether they can
 
 
 BACKEND: web.AppKey[Backend] = web.AppKey("backend", Backend)
@@ -360,6 +362,12 @@ async def healthz(request: web.Request) -> web.Response:
     healthy = database == "ok" and slack != "down"
     body = {"status": "ok" if healthy else "unhealthy", "database": database,
             "slack": "disconnected" if slack == "down" else slack}
+    if backend.channels and database == "ok":
+        # A channel the bot cannot post in does not make the service unhealthy (the rest works, the
+        # messages wait aside with their reason), but it is said here, and in the log.
+        with contextlib.suppress(TimeoutError, DatabaseUnavailable):
+            problem = await asyncio.wait_for(_control(request).channel_problem(), timeout=3)
+            body["slackChannel"] = "ok" if problem is None else problem
     return web.json_response(body, status=200 if healthy else 503)
 
 

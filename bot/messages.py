@@ -8,6 +8,7 @@ core, which stages them; ``bot/slack/`` keeps only what answers a command or a c
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -81,7 +82,42 @@ def run_result_message(run: RunRecord, tz: ZoneInfo, *, failures: int = 0, since
     ]
     if not ok:
         blocks.append(_fix_buttons(run.job))
-    return Message(text=text, blocks=blocks)
+    return Message(text=text, blocks=blocks, job=run.job, success=ok and not failures)
+
+
+CARD_ERROR = 300  # characters of an error on a run's card; the whole error goes in its thread
+CARD_ROWS = 5  # rows of an SQL job's result on its card; the rest go in its thread
+
+
+def running_card(job: str, run_id: int, started_at: datetime, tz: ZoneInfo) -> Message:
+    """A run still going 2 s after it started: its card, edited into the result when it ends."""
+    text = f":hourglass_flowing_sand: {job} running since {human_time(started_at, tz)}, run #{run_id}"
+    return Message(text=text, blocks=[section(text)], job=job, card=f"run:{run_id}", method="post")
+
+
+def card_messages(run: RunRecord, tz: ZoneInfo, *, posted: bool, failures: int = 0, since: datetime | None = None,
+                  mention: str | None = None, alert: bool = False) -> list[Message]:
+    """A run's result in a channel: its card (the post edited in place, or a new post for a run
+    that ended within 2 s), what does not fit on it as a reply in its thread, and — for the alert —
+    a new message with the mention (Slack does not notify on an edit)."""
+    card = f"run:{run.id}"
+    shown, details = run, []
+    if run.error and len(run.error) > CARD_ERROR:
+        shown = replace(shown, error=run.error[:CARD_ERROR - 1] + "… (the whole error is in the thread)")
+        details.append(f"*{run.job}* run #{run.id}, the whole error:\n{_code(escape(run.error))}")
+    rows = (run.result or {}).get("rows")
+    if isinstance(rows, list) and len(rows) > CARD_ROWS:
+        shown = replace(shown, result={**(run.result or {}), "rows": rows[:CARD_ROWS]})
+        details.append(f"*{run.job}* run #{run.id}, rows {CARD_ROWS + 1} to {len(rows)}:\n"
+                       + _code(escape(json.dumps(rows[CARD_ROWS:], ensure_ascii=False))))
+    result = run_result_message(shown, tz, failures=failures, since=since, alert=alert)  # no mention on a card
+    out = [replace(result, card=card, method="update" if posted else "post",
+                   success=result.success and not posted)]
+    out += [Message(text=truncate(d, FALLBACK_TEXT_MAX), blocks=[section(d)], job=run.job, card=card, method="reply")
+            for d in details]
+    if alert:
+        out.append(run_result_message(shown, tz, failures=failures, since=since, alert=True, mention=mention))
+    return out
 
 
 def _failures(n: int) -> str:
@@ -96,7 +132,7 @@ def _nth(n: int) -> str:
 def missed_message(job: str, instant: datetime, reason: str, tz: ZoneInfo) -> Message:
     """A fire of the schedule that did not run while the service was up."""
     text = f":warning: {job} missed its fire of {human_time(instant, tz)}: {escape(reason)}"
-    return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=[section(text), _fix_buttons(job)])
+    return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=[section(text), _fix_buttons(job)], job=job)
 
 
 def gap_message(job: str, since: datetime, until: datetime, fires: int, capped: bool,
@@ -107,7 +143,7 @@ def gap_message(job: str, since: datetime, until: datetime, fires: int, capped: 
             else f"not caught up: {why_not}")
     text = (f":warning: {job}: no replica was up from {human_time(since, tz)} to {human_time(until, tz)}: "
             f"{count} missed; {then}")
-    return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=[section(text)])
+    return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=[section(text)], job=job)
 
 
 def outage_message(jobs: list[str], since: datetime, error: str, tz: ZoneInfo) -> Message:
@@ -161,13 +197,14 @@ def paused_message(state: JobState, tz: ZoneInfo) -> Message:
     text = truncate(f":double_vertical_bar: {state.job} paused by {who(state.paused_by)}{until}{why}",
                     FALLBACK_TEXT_MAX)
     return Message(text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn",
-                                                                   "text": truncate(text, SECTION_TEXT_MAX)}}])
+                                                                   "text": truncate(text, SECTION_TEXT_MAX)}}],
+                   job=state.job)
 
 
 def resumed_message(job: str, actor: str | None, automatic: bool) -> Message:
     by = "automatically (the pause ran out)" if automatic else f"by {who(actor)}"
     text = f":arrow_forward: {job} resumed {by}"
-    return Message(text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
+    return Message(text=text, blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}], job=job)
 
 
 def schedule_words(schedule: Schedule) -> str:
@@ -193,19 +230,26 @@ def schedule_changed_message(old: Schedule, new: Schedule, actor: str, action: s
                     f"{new.cron} ({new.timezone}), {new.describe()}; next: "
                     + ", ".join(human_time(at, new.tz) for at in fires), FALLBACK_TEXT_MAX)
     return Message(text=text, blocks=[section(head), section(body),
-                                      section("*Next fires:*\n" + fire_list(fires, new.tz))])
+                                      section("*Next fires:*\n" + fire_list(fires, new.tz))], job=new.job)
 
 
 def skip_message(job: str, actor: str, skipped: datetime, following: datetime, tz: ZoneInfo) -> Message:
     text = (f":fast_forward: {job}: the fire of {human_time(skipped, tz)} will be skipped (by {who(actor)}); "
             f"the next run after it is {human_time(following, tz)}")
-    return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=[section(text)])
+    return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=[section(text)], job=job)
 
 
 def unskip_message(job: str, actor: str, unskipped: datetime, tz: ZoneInfo) -> Message:
     text = (f":leftwards_arrow_with_hook: {job}: the fire of {human_time(unskipped, tz)} will run after all "
             f"(skip cleared by {who(actor)})")
-    return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=[section(text)])
+    return Message(text=truncate(text, FALLBACK_TEXT_MAX), blocks=[section(text)], job=job)
+
+
+def folded_message(job: str, runs: int, since: datetime, until: datetime, tz: ZoneInfo) -> Message:
+    """A backlog's waiting successes of ``job``, as one line."""
+    text = (f":white_check_mark: {job}: {runs} runs succeeded, {human_time(since, tz)}–{human_time(until, tz)} "
+            "(folded: Slack was behind)")
+    return Message(text=text, blocks=[section(text)], job=job)
 
 
 def section(text: str) -> dict[str, Any]:

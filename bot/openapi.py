@@ -212,6 +212,8 @@ def _schemas(jobs: list[str]) -> dict[str, Any]:
                 "status": {"type": "string", "enum": ["ok", "unhealthy"]},
                 "database": {"type": "string", "enum": ["ok", "unreachable", "starting"]},
                 "slack": {"type": "string", "enum": ["connected", "disconnected", "off"]},
+                "slackChannel": {"type": "string", "description": 'with SLACK_CHANNEL (or a job\'s channel): "ok", '
+                                 'or the last hour\'s refusal of a channel, as "not_in_channel (C0123ABCD)"'},
             },
         },
     }

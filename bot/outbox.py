@@ -1,4 +1,5 @@
-"""Delivers the outbox to the Slack webhook: in order, at Slack's pace, with retries, on any replica.
+"""Delivers the outbox to Slack — the webhook, or channels through the Web API — in order, at
+Slack's pace, with retries, on any replica.
 
 Every replica runs a :class:`Dispatcher`. Only the oldest pending message may be delivered, and it
 is locked (``FOR UPDATE SKIP LOCKED``) for the length of the POST, so replicas never deliver two
@@ -13,6 +14,21 @@ succeed, so such a message is set aside (``failed_at``, ``last_error``) with an 
 and the queue moves on. Any other failure (5xx, timeout, connection refused) is retried with
 exponential backoff and jitter, for as long as it takes. A POST that times out after Slack took
 it, or whose "delivered" mark cannot be written, is sent again: at least once, never lost.
+
+Through the Web API (``SLACK_CHANNEL``, a job's ``channel``) a message is a ``chat.postMessage``,
+and a run's card is edited in place (``chat.update``) and replied to in its thread: the route is
+data on the row (``channel``, ``method``, ``card``), and the ``ts`` of a delivered post is kept
+with it for the edit and the replies. An edit or a reply always goes after the post it needs
+(the queue's order); one whose card was never posted (set aside for good) is posted as a new
+message, and so is an edit Slack will not make (``message_not_found``, ``edit_window_closed``):
+a result is never lost for want of its card. Slack's answers that will never change
+(``not_in_channel``, ``channel_not_found``, ``is_archived``, ``invalid_blocks``…) set the message
+aside with the reason, one clear log line a minute per channel, and ``/healthz`` says so.
+
+A backlog never goes stale: when more than ``FOLD_DEPTH`` messages wait, or the oldest has waited
+``FOLD_AGE_S``, the plain successes of the head's job that wait before its next other message
+fold into one line ("✅ nightly-rollup: 37 runs succeeded, 12:00–12:09"). Failures, alerts,
+announcements and card edits never fold, and order is kept.
 """
 
 from __future__ import annotations
@@ -25,6 +41,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import asyncpg
@@ -32,6 +49,7 @@ import asyncpg
 from bot.config import Secret
 from bot.db import acquire
 from bot.errors import DatabaseUnavailable
+from bot.messages import folded_message
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +65,24 @@ class Outcome:
     permanent: bool = False
     retry_after: float | None = None
     detail: str = ""
+    ts: str | None = None  # a post's, through the Web API
+    error: str = ""  # the Web API's error code, when it answered one
+
+
+# The Web API's answers that no retry will change (the message is set aside with the reason).
+PERMANENT_ERRORS = frozenset({
+    "not_in_channel", "channel_not_found", "is_archived", "invalid_blocks", "invalid_blocks_format", "msg_too_long",
+    "no_text", "too_many_attachments", "invalid_auth", "not_authed", "account_inactive", "token_revoked",
+    "token_expired", "missing_scope", "restricted_action", "ekm_access_denied", "invalid_arguments",
+    "message_not_found", "cant_update_message", "edit_window_closed", "msg_blocks_too_long", "invalid_arg_name",
+})
+# An edit Slack will not make: the result is posted as a new message instead.
+EDIT_REFUSED = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
+# A channel the bot cannot post in: said on /healthz, and in one log line a minute.
+CHANNEL_ERRORS = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
+UTC_ZONE = ZoneInfo("UTC")
+FOLD_DEPTH = 20
+FOLD_AGE_S = 60.0
 
 
 # Slack's webhooks ask for seconds, a minute at most in practice. A larger Retry-After (a proxy's,
@@ -82,6 +118,29 @@ async def post(session: aiohttp.ClientSession, url: Secret, payload: dict[str, A
         return Outcome(detail=type(exc).__name__)
 
 
+async def post_to_channel(session: aiohttp.ClientSession, api_url: str, token: Secret, method: str,
+                          body: dict[str, Any]) -> Outcome:
+    """One Web API call (``chat.postMessage``, ``chat.update``); never raises, never shows the token."""
+    try:
+        async with session.post(f"{api_url}{method}", json=body,
+                                headers={"Authorization": f"Bearer {token.reveal()}"}) as resp:
+            if resp.status == 429:
+                return Outcome(retry_after=_retry_after(resp.headers.get("Retry-After")), detail="HTTP 429 ratelimited")
+            if resp.status >= 300:
+                return Outcome(permanent=permanent(resp.status), detail=f"HTTP {resp.status}")
+            answer = await resp.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return Outcome(detail=type(exc).__name__)
+    if not isinstance(answer, dict):
+        return Outcome(detail="not a JSON object")
+    if answer.get("ok"):
+        return Outcome(delivered=True, ts=str(answer.get("ts") or "") or None)
+    error = str(answer.get("error") or "unknown_error")[:100]
+    if error == "ratelimited":
+        return Outcome(retry_after=30.0, detail=f"{method}: {error}", error=error)
+    return Outcome(permanent=error in PERMANENT_ERRORS, detail=f"{method}: {error}", error=error)
+
+
 # What deliver_one answers when there is nothing to do until something new comes: the queue is
 # empty, or another replica holds its head (and goes on to the rest).
 QUEUE_EMPTY = math.inf
@@ -98,12 +157,16 @@ class Dispatcher:
     heartbeat when a message waits that a replica left behind (it died before delivering it); it
     does not poll. ``idle_poll_s``: look at the queue this often too (for tests without either)."""
 
-    def __init__(self, pool: asyncpg.Pool, queries: Mapping[str, str], url: Secret, *,
+    def __init__(self, pool: asyncpg.Pool, queries: Mapping[str, str], url: Secret | None, *,
+                 bot_token: Secret | None = None, api_url: str = "https://slack.com/api/",
+                 timezone: ZoneInfo = UTC_ZONE,
                  rate_per_s: float = 1.0, burst: float = 3.0, timeout_s: float = 5.0,
                  backoff_base_s: float = 0.5, backoff_cap_s: float = 15.0, idle_poll_s: float | None = None) -> None:
         self._pool = pool
         self._q = queries
         self._url = url
+        self._token, self._api_url, self._tz = bot_token, api_url, timezone
+        self._told: dict[str, float] = {}  # channel -> when its refusal was last logged
         self._rate, self._burst = rate_per_s, burst
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._base, self._cap = backoff_base_s, backoff_cap_s
@@ -193,16 +256,17 @@ class Dispatcher:
                 return HEAD_ELSEWHERE if head["pending"] else QUEUE_EMPTY
             if head["wait_s"] > 0:  # the head waits for its retry: nothing may pass it
                 return float(head["wait_s"])
-            if await conn.fetchval(self._q["outbox_take_token"], self._rate, self._burst) is None:
+            if await conn.fetchval(self._q["outbox_take_token"], self._rate, self._burst,
+                                   head["channel"] or "webhook") is None:
                 return 1.0 / self._rate
-            outcome = await post(self._session, self._url, head["payload"])
+            payload = await self._folded(conn, head) or head["payload"]
+            outcome = await self._send(conn, head, payload)
             if outcome.delivered:
                 # The mark says whether another message waits: none, and no look at an empty queue.
-                more = await conn.fetchval(self._q["outbox_delivered"], head["id"])
+                more = await conn.fetchval(self._q["outbox_delivered"], head["id"], outcome.ts)
                 return None if more else QUEUE_EMPTY
             if outcome.permanent:
-                log.error("outbox: Slack refused message %d for good (%s); it is set aside", head["id"],
-                          outcome.detail)
+                self._refused(head, outcome)
                 await conn.execute(self._q["outbox_failed"], head["id"], outcome.detail)
                 return None
             if outcome.retry_after is not None:
@@ -216,3 +280,60 @@ class Dispatcher:
                             outcome.detail, head["attempts"] + 1, delay)
             await conn.execute(self._q["outbox_retry"], head["id"], delay, outcome.detail, attempt)
             return None
+
+    async def _send(self, conn: asyncpg.Connection, head: Mapping[str, Any], payload: dict[str, Any]) -> Outcome:
+        """Deliver one message by its route: the webhook, or the Web API (a post, the card's edit,
+        a reply in its thread)."""
+        assert self._session is not None
+        channel = head["channel"]
+        if channel is None:
+            if self._url is None:
+                return Outcome(permanent=True, detail="no SLACK_WEBHOOK_URL for a message without a channel")
+            return await post(self._session, self._url, payload)
+        if self._token is None:
+            return Outcome(permanent=True, detail="no SLACK_BOT_TOKEN to post in a channel")
+        body: dict[str, Any] = {"channel": channel, **payload}
+        api = "chat.postMessage"
+        if head["method"] in ("update", "reply"):
+            ts = await conn.fetchval(self._q["outbox_card_ts"], head["card"])
+            if ts is not None and head["method"] == "update":
+                api, body["ts"] = "chat.update", ts
+            elif ts is not None:
+                body["thread_ts"] = ts
+            # (No ts: the card was never posted, set aside for good: this is a new message.)
+        outcome = await post_to_channel(self._session, self._api_url, self._token, api, body)
+        if api == "chat.update" and outcome.error in EDIT_REFUSED:
+            log.warning("outbox: Slack would not edit message %d's card (%s): posting it as a new message",
+                        head["id"], outcome.error)
+            outcome = await post_to_channel(self._session, self._api_url, self._token, "chat.postMessage",
+                                            {"channel": channel, **payload})
+        return outcome
+
+    def _refused(self, head: Mapping[str, Any], outcome: Outcome) -> None:
+        channel = head["channel"]
+        if outcome.error in CHANNEL_ERRORS:
+            now = asyncio.get_running_loop().time()
+            if now - self._told.get(channel, -math.inf) >= 60.0:
+                self._told[channel] = now
+                log.error("outbox: foojob cannot post in channel %s (%s): invite the bot (/invite @foojob), or check "
+                          "SLACK_CHANNEL and the job's channel; messages for it are set aside with the reason",
+                          channel, outcome.error)
+            return
+        log.error("outbox: Slack refused message %d for good (%s); it is set aside", head["id"], outcome.detail)
+
+    async def _folded(self, conn: asyncpg.Connection, head: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A backlog's head, when it is a plain success: it and the job's successes waiting after it
+        (before its next other message) as one line. None: nothing to fold."""
+        if head["kind"] != "success" or head["method"] != "post" or head["job"] is None:
+            return None
+        backlog = await conn.fetchrow(self._q["outbox_backlog"])
+        if backlog["depth"] <= FOLD_DEPTH and float(backlog["oldest_s"]) <= FOLD_AGE_S:
+            return None
+        folded = await conn.fetchrow(self._q["outbox_fold"], head["id"], head["job"])
+        if folded["runs"] < 2:
+            return None
+        payload = folded_message(head["job"], int(folded["runs"]), folded["since"], folded["until"],
+                                 self._tz).payload()
+        await conn.execute(self._q["outbox_set_payload"], head["id"], payload)
+        log.info("outbox: %d waiting successes of %s folded into one message", folded["runs"], head["job"])
+        return payload

@@ -39,10 +39,10 @@ import asyncpg
 from bot.catalogue import JobSpec
 from bot.db import CONNECTION_ERRORS, acquire
 from bot.errors import AlreadyRunning, BadInput, DatabaseUnavailable, UnknownJob
-from bot.messages import run_result_message, truncate
+from bot.messages import card_messages, run_result_message, running_card, truncate
 from bot.metrics import Metrics
 from bot.model import JobContext, RunRecord, Trigger
-from bot.notify import Message, Notifier, nothing
+from bot.notify import AfterCommit, Message, Notifier, stage
 from bot.schedules import fires_at, parse_cron, parse_zone
 from bot.timefmt import span
 
@@ -55,6 +55,9 @@ SCHEDULED_LOCK_WAIT = "30s"
 
 
 MAX_ERROR = 2000  # characters of a job's error kept with its run
+# A run still going this long after it started gets its card in the channel (SLACK_CHANNEL), edited
+# into its result when it ends; a shorter run posts only its result.
+CARD_AFTER_S = 2.0
 # After a timeout, how long the cancelled statement may take to give way before the connection
 # itself is cut (a server that does not answer the cancel).
 CANCEL_GRACE_S = 10.0
@@ -87,6 +90,43 @@ class Pings(Protocol):
     def succeeded(self, run_key: str) -> None: ...
 
     def failed(self, run_key: str, reason: str) -> None: ...
+
+
+class _CardTimer:
+    """A run's card in the channel: posted ``CARD_AFTER_S`` into a run still going, in a
+    transaction of its own (the run's commits only at its end), so that the card shows while it runs.
+    ``settled()``: whether it was posted (waiting for a post under way; a timer not fired yet is
+    called off)."""
+
+    def __init__(self, runner: Runner, job: str, run_id: int, started_at: datetime) -> None:
+        self._runner, self._job, self._run_id, self._started_at = runner, job, run_id, started_at
+        self._posting = False
+        self._task = asyncio.get_running_loop().create_task(self._post_later(), name=f"card:{job}:{run_id}")
+
+    async def _post_later(self) -> bool:
+        await asyncio.sleep(CARD_AFTER_S)
+        self._posting = True
+        runner = self._runner
+        try:
+            async with acquire(runner._pool) as conn, conn.transaction():
+                after = await stage(runner._notifier, conn, runner._q,
+                                    running_card(self._job, self._run_id, self._started_at, runner._tz))
+        except (DatabaseUnavailable, *CONNECTION_ERRORS) as exc:  # type: ignore[misc]
+            log.warning("the card of run %d of %s could not be posted (%s): its result will be", self._run_id,
+                        self._job, exc)
+            return False
+        after()
+        return True
+
+    async def settled(self) -> bool:
+        if not self._posting:
+            self.cancel()
+            return False
+        return await asyncio.shield(self._task)
+
+    def cancel(self) -> None:
+        if not self._posting:
+            self._task.cancel()
 
 
 class _ConnectionLost(Exception):
@@ -197,6 +237,7 @@ class Runner:
                                   triggered_by: str | None, schedule_version: int | None,
                                   attempt: int) -> RunRecord | None:
         q = self._q
+        afters: list[AfterCommit] = []  # what to do once the run has committed (wake the dispatcher…)
         async with acquire(self._pool) as conn, conn.transaction():
             if trigger == "manual":
                 started_at = datetime.now(UTC)
@@ -252,78 +293,116 @@ class Runner:
                 if self.pings is not None and scheduled_for is not None and job.name == self.ping_job:
                     self.pings.started(_run_key(job.name, scheduled_for))
 
-            result, error = None, None
-            # A savepoint: the job's work rolls back alone. (Not released on success: COMMIT does
-            # that, one round trip fewer.)
-            await conn.execute(q["savepoint_job"])
-            timeout = job.timeout
+            card = _CardTimer(self, job.name, run_id, started_at) if self._notifier.cards(job.name) else None
             try:
-                async with asyncio.timeout(timeout.total_seconds()) as deadline:
-                    result = await job.run(JobContext(conn=conn, queries=q, timezone=job.timezone))
-                    if job.kind == "sql":  # a file's SET LOCAL must not reach the run's own statements
-                        await conn.execute(q["restore_session"])
-                json.dumps(result)  # a result that cannot be stored is the job's failure too
-            except Exception as exc:
-                if conn.is_closed():  # the connection died under the job: nothing can be recorded on it
-                    raise _ConnectionLost(f"{type(exc).__name__}: {exc}") from exc
-                timed_out = isinstance(exc, TimeoutError) and deadline.expired()
-                try:
-                    # After a timeout asyncpg has asked the server to cancel the statement; this
-                    # waits for that, then undoes the job's work.
-                    async with asyncio.timeout(CANCEL_GRACE_S):
-                        await conn.execute(q["rollback_job"])
-                except TimeoutError:
-                    conn.terminate()  # the server does not answer: cutting the connection rolls back
-                    raise _ConnectionLost(f"timed out after {span(timeout)}, then the cancel hung") from exc
-                if timed_out:
-                    error = f"timed out after {span(timeout)}"
-                    if self._metrics is not None:
-                        self._metrics.run_timeouts.labels(job.name).inc()
-                else:
-                    # Whatever the job raised (a constraint, a timeout of its own, an OSError) is
-                    # its failure, recorded as such.
-                    error = truncate(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, MAX_ERROR)
-                result = None
-            record = RunRecord(id=run_id, job=job.name, trigger=trigger, scheduled_for=scheduled_for,
-                               started_at=started_at, finished_at=datetime.now(UTC),
-                               status="failed" if error else "succeeded", result=result, error=error,
-                               triggered_by=triggered_by, attempt=attempt)
-            if (error and trigger != "manual" and attempt <= job.retries
-                    and not await conn.fetchval(q["job_paused"], job.name)):
-                # Tried again later, once across replicas (the pending retry is a row, taken by the
-                # replica that makes the attempt): this attempt posts nothing and is no failure of
-                # the streak; the next one is told to every replica at COMMIT (NOTIFY).
-                assert record.finished_at is not None
-                due = record.finished_at + job.retry_after(attempt)
-                await conn.execute(q["finish_run_retry"], run_id, record.status, None, error, record.finished_at, due)
-                log.info("%s will be tried again at %s (attempt %d of %d)", job.name, due.isoformat(), attempt + 1,
-                         job.retries + 1, extra=_fire_fields(job.name, trigger, scheduled_for, "retry-queued"))
-                return record
-            # The message is part of the run: committed with it (same statement), or not at all.
-            message = self._message(job, record, claim["failures"], claim["since"])
-            payload, after_commit = self._notifier.in_transaction(message) if message else (None, nothing)
-            await conn.execute(q["finish_run"], run_id, record.status, result, error, record.finished_at, payload)
-        after_commit()
-        if self.pings is not None and scheduled_for is not None and job.name == self.ping_job:
+                record, retrying = await self._work(conn, job, trigger, scheduled_for, triggered_by, attempt, claim,
+                                                    run_id, started_at, card, afters)
+            finally:
+                if card is not None:
+                    card.cancel()
+        for after in afters:
+            after()
+        if self.pings is not None and scheduled_for is not None and job.name == self.ping_job and not retrying:
             key = _run_key(job.name, scheduled_for)
-            self.pings.succeeded(key) if record.status == "succeeded" else self.pings.failed(key, error or "failed")
+            if record.status == "succeeded":
+                self.pings.succeeded(key)
+            else:
+                self.pings.failed(key, record.error or "failed")
         return record
 
-    def _message(self, job: JobSpec, record: RunRecord, streak: int, since: datetime | None) -> Message | None:
-        """The run's message, if the job's notification policy posts one. ``streak``: the failures in a
-        row before this run (counted in the database, whichever replica ran them)."""
-        policy, tz = self._policy, self._tz
+    async def _work(self, conn: asyncpg.Connection, job: JobSpec, trigger: Trigger, scheduled_for: datetime | None,
+                    triggered_by: str | None, attempt: int, claim: Mapping[str, Any], run_id: int,
+                    started_at: datetime, card: _CardTimer | None,
+                    afters: list[AfterCommit]) -> tuple[RunRecord, bool]:
+        """The job's work in the run's transaction, then its record and messages (same transaction,
+        committed by the caller, which then calls ``afters``). Returns the record, and whether the
+        fire will be tried again."""
+        q = self._q
+        result, error = None, None
+        # A savepoint: the job's work rolls back alone. (Not released on success: COMMIT does
+        # that, one round trip fewer.)
+        await conn.execute(q["savepoint_job"])
+        timeout = job.timeout
+        try:
+            async with asyncio.timeout(timeout.total_seconds()) as deadline:
+                result = await job.run(JobContext(conn=conn, queries=q, timezone=job.timezone))
+                if job.kind == "sql":  # a file's SET LOCAL must not reach the run's own statements
+                    await conn.execute(q["restore_session"])
+            json.dumps(result)  # a result that cannot be stored is the job's failure too
+        except Exception as exc:
+            if conn.is_closed():  # the connection died under the job: nothing can be recorded on it
+                raise _ConnectionLost(f"{type(exc).__name__}: {exc}") from exc
+            timed_out = isinstance(exc, TimeoutError) and deadline.expired()
+            try:
+                # After a timeout asyncpg has asked the server to cancel the statement; this
+                # waits for that, then undoes the job's work.
+                async with asyncio.timeout(CANCEL_GRACE_S):
+                    await conn.execute(q["rollback_job"])
+            except TimeoutError:
+                conn.terminate()  # the server does not answer: cutting the connection rolls back
+                raise _ConnectionLost(f"timed out after {span(timeout)}, then the cancel hung") from exc
+            if timed_out:
+                error = f"timed out after {span(timeout)}"
+                if self._metrics is not None:
+                    self._metrics.run_timeouts.labels(job.name).inc()
+            else:
+                # Whatever the job raised (a constraint, a timeout of its own, an OSError) is
+                # its failure, recorded as such.
+                error = truncate(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, MAX_ERROR)
+            result = None
+        record = RunRecord(id=run_id, job=job.name, trigger=trigger, scheduled_for=scheduled_for,
+                           started_at=started_at, finished_at=datetime.now(UTC),
+                           status="failed" if error else "succeeded", result=result, error=error,
+                           triggered_by=triggered_by, attempt=attempt)
+        if (error and trigger != "manual" and attempt <= job.retries
+                and not await conn.fetchval(q["job_paused"], job.name)):
+            # Tried again later, once across replicas (the pending retry is a row, taken by the
+            # replica that makes the attempt): this attempt posts nothing and is no failure of
+            # the streak; the next one is told to every replica at COMMIT (NOTIFY).
+            assert record.finished_at is not None
+            due = record.finished_at + job.retry_after(attempt)
+            await conn.execute(q["finish_run_retry"], run_id, record.status, None, error, record.finished_at, due)
+            if card is not None and await card.settled():  # its card says so (an edit: nobody is pinged)
+                afters.append(await stage(self._notifier, conn, q, card_messages(record, self._tz, posted=True)[0]))
+            log.info("%s will be tried again at %s (attempt %d of %d)", job.name, due.isoformat(), attempt + 1,
+                     job.retries + 1, extra=_fire_fields(job.name, trigger, scheduled_for, "retry-queued"))
+            return record, True
+        # The messages are part of the run: committed with it (same statement), or not at all.
+        messages = await self._messages(job, record, claim["failures"], claim["since"], card)
+        staged = [self._notifier.in_transaction(message) for message in messages]
+        rows = [row for row, _ in staged if row is not None]
+        await conn.execute(q["finish_run"], run_id, record.status, result, error, record.finished_at,
+                           rows or None)
+        afters.extend(after_commit for _, after_commit in staged)
+        return record, False
+
+    async def _messages(self, job: JobSpec, record: RunRecord, streak: int, since: datetime | None,
+                        card: _CardTimer | None) -> list[Message]:
+        """The run's messages: its result as the notification policy has it; in a channel, its card
+        (edited even when the policy posts nothing: a card never stays "running")."""
+        told = self._told(job, record, streak, since)
+        if card is None:
+            return [run_result_message(record, self._tz, **told)] if told is not None else []
+        posted = await card.settled()
+        if told is None and not posted:
+            return []
+        return card_messages(record, self._tz, posted=posted, **(told or {}))
+
+    def _told(self, job: JobSpec, record: RunRecord, streak: int, since: datetime | None) -> dict[str, Any] | None:
+        """How the run's result is told, if the job's notification policy tells it (the arguments
+        of its message; None: not told). ``streak``: the failures in a row before this run (counted
+        in the database, whichever replica ran them)."""
+        policy = self._policy
         if record.status == "succeeded":
             if streak:  # a recovery: every policy says it
-                return run_result_message(record, tz, failures=streak, since=since)
-            return run_result_message(record, tz) if job.notify == "all" else None
+                return {"failures": streak, "since": since}
+            return {} if job.notify == "all" else None
         failures = streak + 1
         since = since or record.started_at
         if failures == policy.alert_after:  # once per streak
-            return run_result_message(record, tz, failures=failures, since=since, alert=True,
-                                      mention=policy.alert_mention)
+            return {"failures": failures, "since": since, "alert": True, "mention": policy.alert_mention}
         if job.notify in ("all", "failures") or failures == 1:
-            return run_result_message(record, tz, failures=failures, since=since)
+            return {"failures": failures, "since": since}
         return None
 
     @staticmethod

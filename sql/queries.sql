@@ -173,13 +173,18 @@ SELECT pg_catalog.set_config('role', 'none', true), pg_catalog.set_config(name, 
 FROM pg_catalog.pg_settings WHERE name IN ('search_path', 'statement_timeout', 'lock_timeout');
 
 -- name: finish_run
--- The run's record and its Slack message ($6, null when there is no webhook) in one statement.
--- (No NOTIFY: the process that wrote the message wakes its own dispatcher after COMMIT; a
--- NOTIFY per run cost every replica's LISTEN connection a wake-up for nothing.)
+-- The run's record and its Slack messages ($6: an array of outbox rows as bot.notify.outbox_row
+-- makes them, in order; null when nothing is posted) in one statement. (No NOTIFY: the process
+-- that wrote the messages wakes its own dispatcher after COMMIT; a NOTIFY per run cost every
+-- replica's LISTEN connection a wake-up for nothing.)
 WITH done AS (
     UPDATE foojob_runs SET status = $2, result = $3, error = $4, finished_at = $5 WHERE id = $1 RETURNING id
 )
-INSERT INTO foojob_outbox (payload) SELECT $6::jsonb FROM done WHERE $6::jsonb IS NOT NULL;
+INSERT INTO foojob_outbox (payload, channel, method, card, job, kind)
+SELECT r.value -> 'payload', r.value ->> 'channel', coalesce(r.value ->> 'method', 'post'), r.value ->> 'card',
+       r.value ->> 'job', r.value ->> 'kind'
+FROM done, jsonb_array_elements(coalesce($6::jsonb, '[]'::jsonb)) WITH ORDINALITY AS r (value, n)
+ORDER BY r.n;
 
 -- name: last_run
 SELECT * FROM foojob_runs WHERE job = $1 ORDER BY id DESC LIMIT 1;
@@ -302,7 +307,10 @@ RETURNING key;
 SELECT pg_notify('foojob_control', $1);
 
 -- name: outbox_add
-INSERT INTO foojob_outbox (payload) VALUES ($1);
+-- One outbox row as bot.notify.outbox_row makes it.
+INSERT INTO foojob_outbox (payload, channel, method, card, job, kind)
+SELECT $1::jsonb -> 'payload', $1::jsonb ->> 'channel', coalesce($1::jsonb ->> 'method', 'post'),
+       $1::jsonb ->> 'card', $1::jsonb ->> 'job', $1::jsonb ->> 'kind';
 
 -- name: outbox_head
 -- Only the oldest pending message may go (order); if another replica holds it, nothing does.
@@ -310,10 +318,12 @@ INSERT INTO foojob_outbox (payload) VALUES ($1);
 -- commits between this statement's snapshot and its lock, PostgreSQL re-checks the outer WHERE
 -- on the new row version only, and without it would hand back a message already delivered.
 -- pending: whether any message waits (true with no id: another replica holds the head).
-SELECT head.id, head.payload, head.attempts, head.wait_s, queue.pending
+SELECT head.id, head.payload, head.attempts, head.wait_s, head.channel, head.method, head.card, head.job,
+       head.kind, head.created_at, queue.pending
 FROM (SELECT EXISTS (SELECT 1 FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL) AS pending) AS queue
 LEFT JOIN LATERAL (
-    SELECT id, payload, attempts, greatest(0, extract(epoch FROM next_attempt_at - clock_timestamp())) AS wait_s
+    SELECT id, payload, attempts, greatest(0, extract(epoch FROM next_attempt_at - clock_timestamp())) AS wait_s,
+           channel, method, card, job, kind, created_at
     FROM foojob_outbox
     WHERE id = (SELECT min(id) FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL)
       AND delivered_at IS NULL AND failed_at IS NULL
@@ -321,9 +331,10 @@ LEFT JOIN LATERAL (
 ) AS head ON true;
 
 -- name: outbox_take_token
--- Take one token from the bucket ($1 tokens a second, $2 at most); no row back: none to take.
+-- Take one token from the bucket of destination $3 (the webhook, or a channel: Slack's pace is per
+-- channel) ($1 tokens a second, $2 at most); no row back: none to take.
 INSERT INTO foojob_outbox_pace AS p (destination, tokens, updated_at)
-VALUES ('webhook', $2 - 1, clock_timestamp())
+VALUES ($3, $2 - 1, clock_timestamp())
 ON CONFLICT (destination) DO UPDATE SET
     tokens = least($2, p.tokens + extract(epoch FROM clock_timestamp() - p.updated_at) * $1) - 1,
     updated_at = clock_timestamp()
@@ -331,8 +342,9 @@ WHERE least($2, p.tokens + extract(epoch FROM clock_timestamp() - p.updated_at) 
 RETURNING tokens;
 
 -- name: outbox_delivered
+-- $2: Slack's ts of a post made through the Web API (what the card's edit and replies need).
 -- Also says whether another message is pending, so that the dispatcher needs no second look.
-UPDATE foojob_outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1
+UPDATE foojob_outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL, ts = $2 WHERE id = $1
 RETURNING EXISTS (SELECT 1 FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL AND id <> $1) AS more;
 
 -- name: outbox_retry
@@ -421,3 +433,43 @@ SELECT (SELECT max(finished_at) FROM foojob_runs WHERE job = $1 AND status = 'su
        (SELECT count(*) FROM foojob_runs WHERE job = $1 AND status = 'failed' AND NOT retried
           AND id > coalesce((SELECT max(id) FROM foojob_runs WHERE job = $1 AND status = 'succeeded'), 0))
        AS failures;
+
+-- name: outbox_card_ts
+-- The ts of a card's post, once delivered (NULL: not posted, or set aside for good).
+SELECT ts FROM foojob_outbox WHERE card = $1 AND method = 'post' AND ts IS NOT NULL ORDER BY id LIMIT 1;
+
+-- name: outbox_fold
+-- A backlog: the successes of job $2 waiting from the head ($1) on, up to the job's next message
+-- that is not a plain success (failures, alerts, announcements never fold, and nothing passes
+-- them), become the head; the others are set aside as folded into it. Returns how many, and
+-- from when to when.
+WITH stop AS (
+    SELECT min(id) AS id FROM foojob_outbox
+    WHERE job = $2 AND id > $1 AND delivered_at IS NULL AND failed_at IS NULL
+      AND (kind IS DISTINCT FROM 'success' OR method <> 'post')
+),
+folded AS (
+    UPDATE foojob_outbox SET delivered_at = now(), last_error = 'folded into message ' || $1
+    WHERE job = $2 AND id > $1 AND kind = 'success' AND method = 'post' AND delivered_at IS NULL AND failed_at IS NULL
+      AND id < coalesce((SELECT id FROM stop), 9223372036854775807)
+    RETURNING created_at
+)
+SELECT count(*) + 1 AS runs, (SELECT created_at FROM foojob_outbox WHERE id = $1) AS since,
+       greatest((SELECT created_at FROM foojob_outbox WHERE id = $1), max(created_at)) AS until
+FROM folded;
+
+-- name: outbox_backlog
+-- How many messages wait, and the age (s) of the oldest: whether a backlog folds its successes.
+SELECT count(*) AS depth, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest_s
+FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL;
+
+-- name: outbox_set_payload
+UPDATE foojob_outbox SET payload = $2 WHERE id = $1;
+
+-- name: channel_problem
+-- The latest message a channel refused for good in the last hour (the bot is not in it, it does
+-- not exist, it is archived): /healthz says so.
+SELECT channel, last_error FROM foojob_outbox
+WHERE channel IS NOT NULL AND failed_at > now() - interval '1 hour'
+  AND last_error ~ '(not_in_channel|channel_not_found|is_archived)'
+ORDER BY id DESC LIMIT 1;

@@ -9,7 +9,11 @@ and of slack_sdk's own tests/slack_sdk/socket_mode/mock_socket_mode_server.py):
   ``interactive`` and ``events_api`` envelopes; the client's acks are recorded with the time they
   arrived; ``disconnect`` (reason ``refresh_requested``) makes the client fetch a new URL;
 * ``POST /response/<id>``: the ``response_url`` of each command or click, recording what arrives;
-* ``POST /api/chat.postMessage`` and ``POST /api/views.publish``: recorded;
+* ``POST /api/chat.postMessage`` (a ``ts`` each; ``thread_ts`` for a reply) and ``POST /api/chat.update``
+  (the message of that ``ts`` edited): checked for Block Kit's limits and kept in ``messages`` by
+  ts, with every call in ``chat_calls``; a channel in ``outside`` answers ``not_in_channel``;
+  ``chat_script`` answers the next calls of a method as scripted (an error, or ``(429, seconds)``);
+* ``POST /api/views.publish``: recorded;
 * ``POST /api/views.open`` and ``POST /api/views.update``: a modal, checked as Slack would (slack_sdk's
   own models: a title of 24 characters at most…), kept in ``modals`` by view ID; the test then
   types into it (``type_in``) or submits it (``submit``), as a user would;
@@ -67,6 +71,10 @@ class SlackSimulator:
     api_calls: list[str] = field(default_factory=list)
     groups: dict[str, list[str]] = field(default_factory=dict)  # user group ID -> its members
     modals: dict[str, dict[str, Any]] = field(default_factory=dict)  # view ID -> the view as last opened/updated
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # ts -> the channel message as it is now
+    chat_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (method, body), in order
+    chat_script: list[tuple[str, Any]] = field(default_factory=list)  # (method, error | (429, seconds))
+    outside: set[str] = field(default_factory=set)  # channels the bot is not in
     modal_updates: int = 0
     group_errors: dict[str, str] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -79,6 +87,7 @@ class SlackSimulator:
         app.router.add_post("/api/auth.test", self._auth_test)
         app.router.add_post("/api/apps.connections.open", self._connections_open)
         app.router.add_post("/api/chat.postMessage", self._post_message)
+        app.router.add_post("/api/chat.update", self._update_message)
         app.router.add_post("/api/views.publish", self._views_publish)
         app.router.add_post("/api/views.open", self._views_open)
         app.router.add_post("/api/views.update", self._views_update)
@@ -133,11 +142,56 @@ class SlackSimulator:
         self.connections_opened += 1
         return web.json_response({"ok": True, "url": f"ws{self.base[4:]}/link?ticket={uuid.uuid4()}"})
 
-    async def _post_message(self, request: web.Request) -> web.Response:
-        self.api_calls.append("chat.postMessage")
+    def _scripted(self, method: str) -> web.Response | None:
+        for i, (scripted, answer) in enumerate(self.chat_script):
+            if scripted == method:
+                del self.chat_script[i]
+                if isinstance(answer, tuple):
+                    return web.json_response({"ok": False, "error": "ratelimited"}, status=answer[0],
+                                             headers={"Retry-After": str(answer[1])})
+                return web.json_response({"ok": False, "error": answer})
+        return None
+
+    async def _chat(self, request: web.Request, method: str) -> tuple[dict[str, Any], web.Response | None]:
+        self.api_calls.append(method)
         body = await self._body(request)
+        self.chat_calls.append((method, body))
+        if self._token(request, body) != BOT_TOKEN:
+            return body, web.json_response({"ok": False, "error": "invalid_auth"})
+        if (scripted := self._scripted(method)) is not None:
+            return body, scripted
+        if body.get("channel") in self.outside:
+            return body, web.json_response({"ok": False, "error": "not_in_channel"})
+        blocks = body.get("blocks") or []
+        if isinstance(blocks, str):
+            blocks = json.loads(blocks)
+        if problems(blocks, text=body.get("text")):
+            self.refused.append(body)
+            return body, web.json_response({"ok": False, "error": "invalid_blocks"})
+        return body, None
+
+    async def _post_message(self, request: web.Request) -> web.Response:
+        body, refusal = await self._chat(request, "chat.postMessage")
+        if refusal is not None:
+            return refusal
         self.posted.append(body)
-        return web.json_response({"ok": True, "channel": body.get("channel"), "ts": f"{time.time():.6f}"})
+        if body.get("thread_ts") and body["thread_ts"] not in self.messages:
+            return web.json_response({"ok": False, "error": "thread_not_found"})
+        ts = f"{time.time():.6f}"
+        while ts in self.messages:  # one ts a message
+            ts = f"{float(ts) + 0.000001:.6f}"
+        self.messages[ts] = {**body, "ts": ts}
+        return web.json_response({"ok": True, "channel": body.get("channel"), "ts": ts})
+
+    async def _update_message(self, request: web.Request) -> web.Response:
+        body, refusal = await self._chat(request, "chat.update")
+        if refusal is not None:
+            return refusal
+        ts = str(body.get("ts", ""))
+        if ts not in self.messages or self.messages[ts].get("channel") != body.get("channel"):
+            return web.json_response({"ok": False, "error": "message_not_found"})
+        self.messages[ts] = {**self.messages[ts], **body, "edits": self.messages[ts].get("edits", 0) + 1}
+        return web.json_response({"ok": True, "channel": body.get("channel"), "ts": ts})
 
     def _modal_problem(self, view: dict[str, Any]) -> str | None:
         from slack_sdk.errors import SlackObjectFormationError

@@ -1,0 +1,139 @@
+"""Slack, in a channel: one card per run edited in place, details in its thread, what must notify
+as new messages, Slack's pace and refusals kept — and a backlog that folds its successes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from tests.conftest import Service, Spawner, WebhookSink, get_json, wait_until
+from tests.slack_sim import SlackSimulator
+from tests.test_slack import start
+
+NEVER_SOON = "0 0 1 1 *"
+JOBS = {
+    "slow": "SELECT pg_sleep(3) IS NOT NULL AS slept;",
+    "quick": "SELECT 1 AS one;",
+    "verbose": "DO $$ BEGIN RAISE EXCEPTION '%', repeat('why ', 150); END $$;",
+    "many": "SELECT n FROM generate_series(1, 12) AS n;",
+    "broken": "SELECT 1 / 0;",
+    "elsewhere": "-- channel: C0ELSE\nSELECT 1 AS one;",
+}
+
+
+def _jobs(folder: Path) -> str:
+    folder.mkdir()
+    for name, sql in JOBS.items():
+        (folder / f"{name}.sql").write_text(f"-- cron: {NEVER_SOON}\n{sql}\n")
+    return str(folder)
+
+
+def _calls(slack: SlackSimulator, method: str, words: str) -> list[dict[str, Any]]:
+    return [body for called, body in slack.chat_calls if called == method and words in json.dumps(body)]
+
+
+async def _run_now(http: aiohttp.ClientSession, svc: Service, job: str) -> None:
+    await get_json(http, "POST", f"{svc.url}/jobs/{job}/runNow")
+
+
+async def test_a_run_is_one_card_edited_in_place(spawn: Spawner, slack: SlackSimulator, db_url: str,
+                                                db: asyncpg.Connection, http: aiohttp.ClientSession,
+                                                tmp_path: Path) -> None:
+    slack.outside.add("C0ELSE")
+    svc = await start(spawn, slack, db_url, SLACK_CHANNEL="C0OPS", FOOJOB_JOBS_DIR=_jobs(tmp_path / "jobs"),
+                      FOOJOB_ALERT_AFTER="2", FOOJOB_ALERT_MENTION="<!channel>")
+    assert "SLACK_CHANNEL is set: results and announcements go to C0OPS" in svc.stderr()
+
+    # A run longer than 2 s: its card first, then that same message edited into the result.
+    await _run_now(http, svc, "slow")
+    [card] = await wait_until(lambda: _calls(slack, "chat.postMessage", "slow running since"), message="the card")
+    assert card["channel"] == "C0OPS"
+    [edit] = await wait_until(lambda: _calls(slack, "chat.update", "slow succeeded"), message="the card edited")
+    ts = next(t for t, m in slack.messages.items() if "slow" in m["text"])
+    assert edit["ts"] == ts and slack.messages[ts]["edits"] == 1 and "slow succeeded" in slack.messages[ts]["text"]
+    assert len(_calls(slack, "chat.postMessage", "slow")) == 1  # one message for the run
+
+    # A short run: only its result, no edit.
+    await _run_now(http, svc, "quick")
+    await wait_until(lambda: _calls(slack, "chat.postMessage", "quick succeeded"), message="the result")
+    assert not _calls(slack, "chat.postMessage", "quick running") and not _calls(slack, "chat.update", "quick")
+
+    # What does not fit on a card goes in its thread: a long error, rows beyond the first 5.
+    await _run_now(http, svc, "verbose")
+    [reply] = await wait_until(lambda: _calls(slack, "chat.postMessage", ", the whole error:"), message="the reply")
+    [post] = _calls(slack, "chat.postMessage", "verbose failed")
+    verbose_ts = next(t for t, m in slack.messages.items() if m is not None and "verbose failed" in m["text"])
+    assert reply["thread_ts"] == verbose_ts and json.dumps(reply).count("why") >= 150
+    assert post["text"].count("why") < 80  # the card keeps 300 characters of it
+    await _run_now(http, svc, "many")
+    [rows] = await wait_until(lambda: _calls(slack, "chat.postMessage", "rows 6 to 12"), message="the rows' reply")
+    assert rows["thread_ts"] in slack.messages and '"n": 12' in rows["text"]
+
+    # The alert is a new message, with its mention (an edit would notify nobody); the card says it
+    # without the mention.
+    await _run_now(http, svc, "broken")
+    await _run_now(http, svc, "broken")
+    [alert] = await wait_until(lambda: _calls(slack, "chat.postMessage", "<!channel>"), message="the alert")
+    assert "broken has failed 2 times in a row" in alert["text"] and "thread_ts" not in alert
+    assert len(_calls(slack, "chat.postMessage", "broken has failed 2 times")) == 2  # the card, and the alert
+
+    # A channel the bot is not in: the message kept aside with its reason, said on /healthz and once
+    # in the log; never lost silently.
+    await _run_now(http, svc, "elsewhere")
+    row = await wait_until(lambda: db.fetchrow("SELECT * FROM foojob_outbox WHERE channel = 'C0ELSE' "
+                                               "AND failed_at IS NOT NULL"), message="the refused message kept")
+    assert "not_in_channel" in row["last_error"] and "elsewhere succeeded" in row["payload"]["text"]
+    status, health = await get_json(http, "GET", f"{svc.url}/healthz")
+    assert status == 200 and health["slackChannel"] == "not_in_channel (C0ELSE)"
+    assert svc.stderr().count("cannot post in channel C0ELSE (not_in_channel)") == 1
+    assert slack.webhook == [] and slack.refused == []  # nothing through the webhook while SLACK_CHANNEL is set
+
+
+async def test_a_rate_limited_edit_waits_for_retry_after(spawn: Spawner, slack: SlackSimulator, db_url: str,
+                                                         http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    svc = await start(spawn, slack, db_url, SLACK_CHANNEL="C0OPS", FOOJOB_JOBS_DIR=_jobs(tmp_path / "jobs"))
+    slack.chat_script.append(("chat.update", (429, 2)))
+    await _run_now(http, svc, "slow")
+    await wait_until(lambda: len(_calls(slack, "chat.update", "slow succeeded")) == 2, timeout=15,
+                     message="the edit, after Slack's Retry-After")
+    assert "rate limited by Slack" in svc.stderr()
+    ts = next(t for t, m in slack.messages.items() if "slow" in m["text"])
+    assert slack.messages[ts]["edits"] == 1 and len(_calls(slack, "chat.postMessage", "slow")) == 1
+
+
+async def test_a_backlog_folds_its_successes_and_never_a_failure(spawn: Spawner, db_url: str, db: asyncpg.Connection,
+                                                                 webhook: WebhookSink) -> None:
+    webhook.down = True  # Slack is away: results pile up, one a second
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON="* * * * * *", SLACK_WEBHOOK_URL=webhook.url).started()
+    await wait_until(lambda: _many(db, 10), timeout=30, message="a backlog")
+    await db.execute("ALTER TABLE foo RENAME TO foo_away")  # the next fires fail...
+    await wait_until(lambda: db.fetchval("SELECT count(*) FROM foojob_runs WHERE status = 'failed'"),
+                     message="a failure")
+    await db.execute("ALTER TABLE foo_away RENAME TO foo")  # ...and then they succeed again
+    await wait_until(lambda: _many(db, 25), timeout=40, message="more than 20 messages waiting")
+    webhook.down = False
+    await wait_until(lambda: any("runs succeeded" in t for t in webhook.texts()), timeout=40, message="a fold")
+    assert await svc.stop() == 0
+    texts = webhook.texts()
+    runs = await db.fetchval("SELECT count(*) FROM foojob_runs")
+    assert len(texts) < runs / 2  # far fewer messages than runs
+    # Failures are never folded: every failure message was (or is still to be) delivered as itself.
+    folded = await db.fetch("SELECT payload->>'text' AS text FROM foojob_outbox WHERE last_error LIKE 'folded%'")
+    assert folded and all("succeeded" in r["text"] for r in folded)
+    # Order is kept: the failure comes after a success, and the successes after it after it.
+    first_failure = next(i for i, t in enumerate(texts) if "foo failed" in t)
+    assert any("succeeded" in t for t in texts[:first_failure])
+    assert not any("succeeded" in t and "runs succeeded" not in t and "recovered" not in t
+                   for t in texts[first_failure:first_failure + 1])
+
+
+async def _backlog(db: asyncpg.Connection) -> int:
+    return int(await db.fetchval("SELECT count(*) FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL"))
+
+
+async def _many(db: asyncpg.Connection, count: int) -> bool:
+    return await _backlog(db) >= count
