@@ -165,7 +165,7 @@ class SlackSimulator:
         blocks = body.get("blocks") or []
         if isinstance(blocks, str):
             blocks = json.loads(blocks)
-        if problems(blocks, text=body.get("text")):
+        if self._blocks_problem(blocks, body.get("text")):
             self.refused.append(body)
             return body, web.json_response({"ok": False, "error": "invalid_blocks"})
         return body, None
@@ -192,6 +192,25 @@ class SlackSimulator:
             return web.json_response({"ok": False, "error": "message_not_found"})
         self.messages[ts] = {**self.messages[ts], **body, "edits": self.messages[ts].get("edits", 0) + 1}
         return web.json_response({"ok": True, "channel": body.get("channel"), "ts": ts})
+
+    @staticmethod
+    def _blocks_problem(blocks: list[dict[str, Any]], text: str | None, *, view: bool = False) -> bool:
+        """Whether Slack would refuse these blocks: Block Kit's limits (tests/blockkit.py) and
+        slack_sdk's own models of each block."""
+        from slack_sdk.errors import SlackObjectFormationError
+        from slack_sdk.models.blocks import Block
+
+        if problems(blocks, view=view, text=text):
+            return True
+        try:
+            for block in blocks:
+                parsed = Block.parse(block)
+                if parsed is None:
+                    return True
+                parsed.validate_json()
+        except (SlackObjectFormationError, TypeError, KeyError):
+            return True
+        return False
 
     def _modal_problem(self, view: dict[str, Any]) -> str | None:
         from slack_sdk.errors import SlackObjectFormationError
@@ -252,7 +271,7 @@ class SlackSimulator:
         body = await self._body(request)
         if isinstance(body.get("view"), str):
             body["view"] = json.loads(body["view"])
-        if problems(body["view"].get("blocks", []), view=True):
+        if self._blocks_problem(body["view"].get("blocks", []), None, view=True):
             self.refused.append(body)
             return web.json_response({"ok": False, "error": "invalid_blocks"})
         body["hash"] = f"h{len(self.published) + 1}"  # a new version of the view each time
@@ -261,7 +280,7 @@ class SlackSimulator:
 
     async def _response(self, request: web.Request) -> web.Response:
         body = await request.json()
-        if problems(body.get("blocks", []), text=body.get("text")):
+        if self._blocks_problem(body.get("blocks", []), body.get("text")):
             self.refused.append(body)
             return web.Response(status=400, text="invalid_blocks")
         self.responses.setdefault(request.match_info["id"], []).append(body)
@@ -269,7 +288,7 @@ class SlackSimulator:
 
     async def _hook(self, request: web.Request) -> web.Response:
         body = await request.json()
-        if problems(body.get("blocks", []), text=body.get("text")):
+        if self._blocks_problem(body.get("blocks", []), body.get("text")):
             self.refused.append(body)
             return web.Response(status=400, text="invalid_blocks")
         self.webhook.append(body)
