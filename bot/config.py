@@ -135,7 +135,7 @@ class Settings:
             alert_mention=_mention(get("FOOJOB_ALERT_MENTION")),
             late_after=_span(get("FOOJOB_LATE_AFTER") or "1m", "FOOJOB_LATE_AFTER"),
             heartbeat_url=_ping_url(get("FOOJOB_HEARTBEAT_URL")),
-            keep_runs=_span(get("FOOJOB_KEEP_RUNS") or "90d", "FOOJOB_KEEP_RUNS"),
+            keep_runs=_keep_runs(get("FOOJOB_KEEP_RUNS") or "90d"),
             database_pool_size=_pool_size(get("DATABASE_POOL_SIZE") or str(DEFAULT_POOL_SIZE)),
         )
 
@@ -290,6 +290,20 @@ def _span(value: str, variable: str) -> timedelta:
         return parse_span(value)
     except BadInput as exc:
         raise ConfigError(variable, str(exc)) from None
+
+
+MIN_KEEP_RUNS = timedelta(hours=1)
+
+
+def _keep_runs(value: str) -> timedelta:
+    """FOOJOB_KEEP_RUNS, an hour at least: a fire may arrive 30 s late and wait 30 s for a run in
+    progress, and the run that proves it ran (or the report that it was missed) must still be there
+    then, or the fire would run a second time."""
+    keep = _span(value, "FOOJOB_KEEP_RUNS")
+    if keep < MIN_KEEP_RUNS:
+        raise ConfigError("FOOJOB_KEEP_RUNS", f"must be at least 1h (got {value[:40]!r}): retention must never delete "
+                                              "the record that proves a fire ran while that fire can still arrive")
+    return keep
 
 
 def _choice(value: str, variable: str, choices: tuple[str, ...]) -> str:

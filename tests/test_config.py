@@ -46,6 +46,10 @@ BAD = [
     ("DATABASE_POOL_SIZE", {"DATABASE_POOL_SIZE": "500"}, "from 1 to 100"),
     ("FOOJOB_HEARTBEAT_URL", {"FOOJOB_HEARTBEAT_URL": "hc-ping.com/SECRETUUID"}, "http(s) ping URL"),
     ("FOOJOB_KEEP_RUNS", {"FOOJOB_KEEP_RUNS": "forever"}, "not a duration"),
+    # A run deleted while its fire can still arrive late (30 s, then 30 s waiting for a run in
+    # progress) would let that fire run a second time: refused below an hour.
+    ("FOOJOB_KEEP_RUNS", {"FOOJOB_KEEP_RUNS": "1s"}, "must be at least 1h"),
+    ("FOOJOB_KEEP_RUNS", {"FOOJOB_KEEP_RUNS": "59m"}, "must be at least 1h"),
 ]
 
 

@@ -322,15 +322,15 @@ _ = Secret  # keep the import for readers: the ping URL is a Secret in the setti
 
 async def test_the_service_prunes_what_is_older_than_keep_runs_at_start_up(spawn: Spawner, db_url: str,
                                                                            db: asyncpg.Connection) -> None:
-    old = datetime.now(UTC) - timedelta(seconds=30)
+    old = datetime.now(UTC) - timedelta(hours=2)
     for i, status in enumerate(("failed", "succeeded", "succeeded")):
         await db.execute("INSERT INTO foojob_runs (job, trigger, started_at, finished_at, status) "
                          "VALUES ('foo', 'manual', $1, $1, $2)", old + timedelta(seconds=i), status)
     await db.execute("INSERT INTO foojob_outbox (payload, created_at, delivered_at) VALUES ('{}', $1, $1)", old)
     await db.execute("INSERT INTO foojob_outbox (payload, created_at) VALUES ('{\"text\": \"waiting\"}', $1)", old)
     await db.execute("INSERT INTO foojob_control_events (job, action, at) VALUES ('foo', 'pause', $1)", old)
-    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON, FOOJOB_KEEP_RUNS="10s").started()
-    await svc.wait_log(r"pruned 2 runs, 1 messages, 1 audit events older than 10s")
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON, FOOJOB_KEEP_RUNS="1h").started()
+    await svc.wait_log(r"pruned 2 runs, 1 messages, 1 audit events older than 1h")
     assert await svc.stop() == 0
     assert await db.fetchval("SELECT count(*) FROM foojob_runs") == 1  # the newest stays
     assert await db.fetchval("SELECT payload->>'text' FROM foojob_outbox") == "waiting"  # never delivered: kept
