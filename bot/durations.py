@@ -37,7 +37,8 @@ def parse_span(text: str) -> timedelta:
 
 def looks_like_duration(text: str) -> bool:
     """Whether a word was meant as a duration (digits and unit letters), even a malformed one."""
-    return bool(re.fullmatch(r"\d[\dA-Za-z]*", text.strip()))
+    # "1.5h", "1h-", "2,5h", "1:30": meant as durations, never a reason (a pause with no end).
+    return bool(re.fullmatch(r"\d[\dA-Za-z.,:_-]*", text.strip()))
 
 
 def parse_pause_words(words: list[str]) -> tuple[timedelta | None, str | None]:

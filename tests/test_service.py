@@ -140,8 +140,9 @@ async def test_the_cli_acts_on_the_database(db_url: str, db: asyncpg.Connection)
     text = run_cli("status", **env).stdout
     assert "foo: active" in text and "schedule: 1 0 * * * — at 00:01 every day (UTC; configured (FOOJOB_CRON))" in text
 
-    bad = run_cli("pause", "2x", **env)
-    assert bad.returncode == 2 and "not a duration" in bad.stderr
+    for word in ("2x", "1.5h", "90min", "1h-"):  # meant as a duration: never a pause with no end, reason "1.5h"
+        bad = run_cli("pause", word, **env)
+        assert bad.returncode == 2 and "not a duration (try 30m, 2h, 1d or 1h30m)" in bad.stderr, (word, bad.stderr)
     assert not (await db.fetchrow("SELECT paused FROM foojob_job_state"))["paused"]
 
 

@@ -121,7 +121,8 @@ async def test_history_lists_the_last_runs(spawn, slack: SlackSimulator, db_url:
     assert reply["text"].count("manual by http") == 2
 
 
-BAD_TEXT = ["frobnicate", "pause 2x", "pause 0m", "status now", "history abc", "history 99", "history ²",
+BAD_TEXT = ["frobnicate", "pause 2x", "pause 0m", "pause 1.5h", "pause 1h- deploy", "pause 90min",
+            "status now", "history abc", "history 99", "history ²",
             "run-now please", "resume all", "pause 1h " + "x" * 501]
 
 
