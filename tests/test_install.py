@@ -16,6 +16,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,3 +189,21 @@ def test_app_json_deploys_with_postgres_and_offers_every_setting() -> None:
     assert app["env"]["CONTROL_API_TOKEN"] == {**app["env"]["CONTROL_API_TOKEN"], "generator": "secret",
                                                "required": True}
     Settings.from_env(_Reading({name: spec["value"] for name, spec in app["env"].items() if "value" in spec}))
+
+
+def test_the_distributions_carry_what_deploys_need_and_build_without_warnings(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", ".data", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"))
+    built = _check(subprocess.run([sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir",
+                                   str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=300))
+    # setuptools warned, on every build, that bot.sql.migrations was not declared as a package.
+    assert "absent from the `packages` configuration" not in built.stdout + built.stderr
+    sdist, = (tmp_path / "dist").glob("foojob-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    assert {"manifest.yml", "Procfile", "app.json", "deploy/prometheus-rules.yml", "requirements.txt"} <= names
+    wheel, = (tmp_path / "dist").glob("foojob-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert {f"bot/sql/migrations/{m.name}" for m in (ROOT / "sql" / "migrations").glob("*.sql")} <= set(
+            archive.namelist())
