@@ -162,7 +162,10 @@ async def _run(command: str, args: argparse.Namespace, settings: Settings) -> in
         return await app.serve(settings)
     if command == "migrate":
         return await _migrate(settings)
-    async with app.open_core(settings, service=False) as core:
+    # Verbs that only read never change the database, not even its schema.
+    words = [w for w in getattr(args, "words", []) if w not in settings.jobs]
+    read_only = command in ("jobs", "status", "history", "next") or (command == "schedule" and not words)
+    async with app.open_core(settings, service=False, read_only=read_only) as core:
         from bot import cli
         from bot.notify import OutboxNotifier
 

@@ -39,6 +39,8 @@ from bot.db import (
     create_pool,
     describe_target,
     migrate,
+    migrations,
+    schema_missing,
     wait_for_database,
 )
 from bot.errors import DatabaseUnavailable, FoojobError
@@ -67,6 +69,7 @@ T = TypeVar("T")
 
 SHUTDOWN_GRACE_S = 25.0
 START_WAIT_S = 30.0  # how long start-up waits for the database (and retries a lost connection)
+CLI_WAIT_S = 5.0  # how long a CLI command waits for it: someone is waiting at the prompt
 DELIVERY_GRACE_S = 6.0  # a POST to Slack times out after 5 s
 POOL_CLOSE_S = 5.0
 
@@ -122,15 +125,24 @@ async def _answered(step: Callable[[], Awaitable[T]], since: float) -> T:
             await asyncio.sleep(0.5)
 
 
-async def migrated(dsn: str, queries: Queries, *, within_s: float = START_WAIT_S) -> list[int]:
+async def migrated(dsn: str, queries: Queries, *, within_s: float = START_WAIT_S, read_only: bool = False,
+                   quiet: bool = False) -> list[int]:
     """Wait for the database and migrate it (the versions applied); a connection lost meanwhile (the server restarting,
-    a proxy cutting) is tried again within the same 30 s, with one warning line."""
+    a proxy cutting) is tried again within the same 30 s, with one warning line. ``read_only``: migrate
+    nothing — a database not set up (or not up to date) is a FoojobError saying how to set it up."""
     end = asyncio.get_running_loop().time() + within_s
     while True:
-        await wait_for_database(dsn, deadline_s=max(1.0, end - asyncio.get_running_loop().time()))
+        await wait_for_database(dsn, deadline_s=max(1.0, end - asyncio.get_running_loop().time()), quiet=quiet)
         try:
             conn = await connect(dsn)
             try:
+                if read_only:
+                    if missing := await schema_missing(conn, queries):
+                        state = "is not set up for foojob" if len(missing) == len(migrations()) else \
+                            f"lacks {len(missing)} migration{'s' if len(missing) > 1 else ''} of this version"
+                        raise FoojobError(f"the database at {describe_target(dsn)} {state}: run `foojob migrate` "
+                                          "(or start the service), then try again")
+                    return []
                 return await migrate(conn, queries)
             finally:
                 if not conn.is_closed():
@@ -145,12 +157,16 @@ async def migrated(dsn: str, queries: Queries, *, within_s: float = START_WAIT_S
 
 
 @asynccontextmanager
-async def open_core(settings: Settings, *, service: bool, metrics: Metrics | None = None) -> AsyncIterator[Core]:
-    """The database (migrated), the notifier and the control core, closed in reverse order."""
+async def open_core(settings: Settings, *, service: bool, metrics: Metrics | None = None,
+                    read_only: bool = False) -> AsyncIterator[Core]:
+    """The database (migrated), the notifier and the control core, closed in reverse order. A CLI
+    command (``service`` False) waits 5 s for the database, not 30; ``read_only``: it reads, so it
+    migrates nothing (a database not set up is an error saying so)."""
     async with AsyncExitStack() as stack:
         dsn = await stack.enter_async_context(open_database(settings))
         queries = Queries()
-        await migrated(dsn, queries)
+        await migrated(dsn, queries, within_s=START_WAIT_S if service else CLI_WAIT_S, read_only=read_only,
+                       quiet=not service)
         pool = await create_pool(dsn, max_size=settings.database_pool_size)
         stack.push_async_callback(_close_pool, pool)
 

@@ -134,6 +134,14 @@ def migrations(directory: Traversable | None = None) -> list[Migration]:
     return found
 
 
+async def schema_missing(conn: asyncpg.Connection, queries: Queries) -> list[int]:
+    """The migrations this database still lacks (all of them: it was never set up). Reads only."""
+    applied: set[int] = set()
+    if await conn.fetchval("SELECT to_regclass('foojob_schema_migrations') IS NOT NULL"):
+        applied = {row["version"] for row in await conn.fetch(queries["migrations_applied"])}
+    return [m.version for m in migrations() if m.version not in applied]
+
+
 async def migrate(conn: asyncpg.Connection, queries: Queries) -> list[int]:
     """Apply the migrations not yet applied, each in its own transaction, under an advisory lock
     so that replicas starting together take turns. Returns the versions applied now."""
@@ -244,7 +252,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-async def wait_for_database(dsn: str, *, deadline_s: float = 30.0) -> None:
+async def wait_for_database(dsn: str, *, deadline_s: float = 30.0, quiet: bool = False) -> None:
     """Wait until the server answers (a platform may start the app before its database), one
     warning line per attempt naming the target; a DATABASE_URL that can never work (a wrong
     password, no such database, an unknown host, a bad parameter) fails at once, saying why."""
@@ -262,6 +270,9 @@ async def wait_for_database(dsn: str, *, deadline_s: float = 30.0) -> None:
                 raise FoojobError(f"cannot use the database at {target}: unknown host ({exc.strerror})") from None
             failure: BaseException = exc
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if "rejected SSL upgrade" in str(exc):  # sslmode=require against a server without SSL: never works
+                raise FoojobError(f"cannot use the database at {target}: the server does not offer SSL, which "
+                                  "DATABASE_URL's sslmode requires (sslmode=prefer takes it when offered)") from None
             failure = exc
         else:
             await conn.close()
@@ -269,7 +280,8 @@ async def wait_for_database(dsn: str, *, deadline_s: float = 30.0) -> None:
         if loop.time() + delay > end:
             raise FoojobError(f"the database at {target} did not answer within {deadline_s:.0f} s: "
                               f"{_reason(failure)}") from None
-        log.warning("the database at %s is not answering yet (%s); trying again", target, _reason(failure))
+        log.log(logging.DEBUG if quiet else logging.WARNING,
+                "the database at %s is not answering yet (%s); trying again", target, _reason(failure))
         await asyncio.sleep(delay)
         delay = min(delay * 2, 2.0)
 

@@ -235,3 +235,32 @@ async def test_metrics_count_runs_and_fire_lag(spawn, db_url: str, db: asyncpg.C
     assert counted >= 2 and lags == counted
     assert "foojob_outbox_depth 0.0" in text and 'foojob_paused{job="foo"} 0.0' in text
     assert "foojob_slack_socket_connected 0.0" in text  # Slack is off here
+
+
+async def test_a_reading_verb_never_sets_up_the_database(empty_db_url: str) -> None:
+    import asyncpg
+
+    for verb in (["status"], ["history"], ["jobs"], ["schedule"], ["next"]):
+        result = run_cli(*verb, DATABASE_URL=empty_db_url)
+        assert result.returncode == 1, (verb, result.stderr)
+        assert "is not set up for foojob: run `foojob migrate`" in result.stderr and result.stderr.count("\n") == 1
+    conn = await asyncpg.connect(empty_db_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
+    finally:
+        await conn.close()
+    assert "applied" in run_cli("migrate", DATABASE_URL=empty_db_url).stdout  # so migrate has something to do
+
+
+def test_the_cli_gives_up_on_a_silent_database_after_5_s() -> None:
+    import socket
+    import time
+
+    with socket.socket() as unused:  # a port nobody listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    began = time.monotonic()
+    result = run_cli("status", DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/nothing")
+    took = time.monotonic() - began
+    assert result.returncode == 1 and took < 15, took
+    assert result.stderr.count("\n") == 1 and f"127.0.0.1:{port}/nothing did not answer within 5 s" in result.stderr
