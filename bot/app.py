@@ -56,7 +56,7 @@ from bot.pings import make_pinger
 from bot.retention import Pruner
 from bot.retrier import Retrier
 from bot.runner import Policy, Runner
-from bot.scheduler import Scheduler
+from bot.scheduler import MISFIRE_GRACE, Scheduler
 from bot.tasks import Tasks
 from bot.timefmt import span
 from bot.watch import Watcher
@@ -221,7 +221,12 @@ MAX_GAP_FIRES = 100_000  # fires counted in a gap with no replica up, at most
 ALIVE_MARGIN = timedelta(seconds=HEARTBEAT_S * 1.5)
 
 
-async def catch_up(settings: Settings, core: Core, replica: str) -> None:
+# A fire this recent may still be run by a replica that is up (it runs a fire up to 30 s late:
+# bot.scheduler.MISFIRE_GRACE): it is not counted in a gap while another replica looks alive.
+LIVE_MARGIN = MISFIRE_GRACE
+
+
+async def catch_up(settings: Settings, core: Core, replica: str, watcher: Watcher | None = None) -> None:
     """After a time when no replica was up: one message covering the whole gap, and one run for the
     latest fire missed, if it is recent enough (FOOJOB_MISFIRE_GRACE), the job has run before, and
     it is not paused (the runner checks that). Never more than one run.
@@ -233,16 +238,25 @@ async def catch_up(settings: Settings, core: Core, replica: str) -> None:
     now = datetime.now(UTC)
     for name in core.control.jobs:
         try:
-            await _catch_up_job(settings, core, replica, name, now)
+            await _catch_up_job(settings, core, replica, name, now, watcher)
         except DatabaseUnavailable as exc:
             log.warning("no catch-up for %s: %s", name, exc)
 
 
-async def _catch_up_job(settings: Settings, core: Core, replica: str, name: str, now: datetime) -> None:
+async def _catch_up_job(settings: Settings, core: Core, replica: str, name: str, now: datetime,
+                        watcher: Watcher | None) -> None:
     since = await core.control.last_sign_of_life(name, replica, ALIVE_MARGIN)
     if since is None:
         return  # nothing ever ran here: a first start misses nothing
     missed = await core.control.missed_between(name, since, now, MAX_GAP_FIRES)
+    if missed and missed[-1] > now - LIVE_MARGIN and await core.control.another_alive(replica, ALIVE_MARGIN):
+        # A rolling restart: another replica is up, and the fires of the last moments are its to run
+        # (it may be running one right now). They are not a gap; if it does not run them, the
+        # watcher reports them missed once their time to arrive has passed.
+        recent = [at for at in missed if at > now - LIVE_MARGIN]
+        missed = missed[:len(missed) - len(recent)]
+        if watcher is not None:
+            watcher.missed(name, recent, "no replica ran it")
     if not missed:
         return
     latest = missed[-1]
@@ -416,7 +430,7 @@ async def serve(settings: Settings) -> int:
             # its place among the replicas up (bot.scheduler shares the fires by it).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(listener.beaten.wait(), 5)
-            await catch_up(settings, core, replica)
+            await catch_up(settings, core, replica, watcher)
             # Runs, delivered messages and audit older than FOOJOB_KEEP_RUNS: now, then hourly.
             pruner = Pruner(core.pool, core.queries, settings.keep_runs)
             pruner.start()

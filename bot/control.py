@@ -397,6 +397,11 @@ class Control:
                                                          started_before.total_seconds())
             return value
 
+    async def another_alive(self, replica: str, within: timedelta) -> bool:
+        """Whether a replica other than ``replica`` has said it is up within ``within`` (and not stopped)."""
+        async with self._conn() as conn:
+            return bool(await conn.fetchval(self._q["another_alive"], replica, within.total_seconds()))
+
     async def report_missed(self, job: str, instants: list[datetime], reason: str, message: Message) -> bool:
         """Claim the report of missed fires (keyed by the first) and stage ``message``; False when
         another replica reported them, a run took the fire, or the job is paused or skipping it."""

@@ -373,8 +373,9 @@ SELECT EXISTS (SELECT 1 FROM foojob_runs WHERE job = $1);
 WITH forgotten AS (DELETE FROM foojob_replicas WHERE last_seen < now() - interval '1 day'),
      beat AS (
          -- A name is one process's: once it has said goodbye, a late heartbeat changes nothing.
-         INSERT INTO foojob_replicas (name, started_at, last_seen) VALUES ($1, now(), now())
-         ON CONFLICT (name) DO UPDATE SET last_seen = now() WHERE foojob_replicas.stopped_at IS NULL
+         INSERT INTO foojob_replicas (name, started_at, last_seen, backend_pid) VALUES ($1, now(), now(), pg_backend_pid())
+         ON CONFLICT (name) DO UPDATE SET last_seen = now(), backend_pid = pg_backend_pid()
+         WHERE foojob_replicas.stopped_at IS NULL
      ),
      up AS (
          SELECT name FROM foojob_replicas
@@ -410,6 +411,14 @@ SELECT CASE WHEN (SELECT first_seen_at FROM job) > since
                  AND NOT EXISTS (SELECT 1 FROM foojob_runs WHERE job = $2 AND trigger <> 'manual')
             THEN NULL ELSE since END
 FROM life;
+
+-- name: another_alive
+-- Whether a replica other than $1 is alive: not stopped, beaten within $2 seconds, and its LISTEN
+-- connection still there (a process killed a moment ago still has a fresh heartbeat, but its
+-- connection went with it).
+SELECT EXISTS (SELECT 1 FROM foojob_replicas r JOIN pg_stat_activity a ON a.pid = r.backend_pid
+               WHERE r.name <> $1 AND r.stopped_at IS NULL AND r.last_seen > now() - make_interval(secs => $2)
+                 AND a.datname = current_database());
 
 -- name: report_missed
 -- Claim the report of a missed fire (once across replicas): only if no run claimed that instant,

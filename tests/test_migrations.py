@@ -22,7 +22,7 @@ EXPECTED_COLUMNS = {
     "foojob_outbox": {"id", "payload", "created_at", "attempts", "next_attempt_at", "delivered_at", "failed_at",
                       "last_error", "channel", "method", "card", "ts", "job", "kind"},
     "foojob_outbox_pace": {"destination", "tokens", "updated_at"},
-    "foojob_replicas": {"name", "started_at", "last_seen", "stopped_at"},
+    "foojob_replicas": {"name", "started_at", "last_seen", "stopped_at", "backend_pid"},
     "foojob_missed": {"job", "scheduled_for", "reason", "reported_at", "fires"},
 }
 
