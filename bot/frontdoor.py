@@ -7,9 +7,10 @@ and asyncio logged ``socket.accept() out of system resource`` in a tight loop. H
 
 * at most ``max_connections`` are open at once (a quarter of the descriptor limit, so the pool,
   the LISTEN connection, Slack and the webhook always have theirs). At the cap, a new connection
-  takes the place of the oldest one that has not sent its request headers yet (an idle socket
-  cannot hold a place that a real client needs); when every open connection is a request in
-  progress, the new one is closed at once, which frees its descriptor;
+  takes the place of the oldest one that has not sent its request headers yet, or else of the
+  idle keep-alive connection that has waited longest for its next request (an idle socket cannot
+  hold a place that a real client needs, whether it spoke once or never); when every open
+  connection is a request in progress, the new one is closed at once, which frees its descriptor;
 * a connection must deliver its request's headers within ``header_timeout_s`` of connecting, or
   it is closed (an idle socket that never speaks, a slowloris);
 * aiohttp closes an idle keep-alive connection after ``KEEPALIVE_S``;
@@ -91,12 +92,23 @@ class _Guard(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._tail = b""
+        self.last_data = time.monotonic()  # when the client last sent anything
+
+    @property
+    def idle(self) -> bool:
+        """Whether this connection sent its request(s), was answered, and is waiting (keep-alive)
+        for another: aiohttp's handler waits on ``_waiter`` then (aiohttp 3.x's own test of idleness,
+        RequestHandler._process_keepalive)."""
+        waiter = getattr(self._inner, "_waiter", None)
+        return (self._deadline is None and not getattr(self._inner, "_request_in_progress", True)
+                and waiter is not None and not waiter.done())
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._door.live += 1
         self._transport = transport  # type: ignore[assignment]
         self._deadline = asyncio.get_running_loop().call_later(self._door.header_timeout_s, self._too_slow)
         self._door.waiting[self] = None
+        self._door.open[self] = None
         self._inner.connection_made(transport)
 
     def _too_slow(self) -> None:
@@ -114,6 +126,7 @@ class _Guard(asyncio.Protocol):
             self._transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        self.last_data = time.monotonic()
         if self._deadline is not None:
             seen = self._tail + data
             if _END_OF_HEADERS in seen:
@@ -131,6 +144,7 @@ class _Guard(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._door.live -= 1
         self._door.waiting.pop(self, None)
+        self._door.open.pop(self, None)
         if self._deadline is not None:
             self._deadline.cancel()
         self._inner.connection_lost(exc)
@@ -179,15 +193,22 @@ class GuardedServer:
         self.evicted = 0
         # Connections still to send their headers, oldest first (a dict keeps insertion order).
         self.waiting: dict[_Guard, None] = {}
+        self.open: dict[_Guard, None] = {}  # every connection open
 
     def __call__(self) -> asyncio.Protocol:
         if self.live >= self.max_connections:
-            if not self.waiting:
+            if self.waiting:
+                self.evicted += 1
+                log.warning("closed the oldest connection still to send a request: %d are open, the most this "
+                            "process takes", self.live)
+                next(iter(self.waiting)).evict()
+            elif idle := [guard for guard in self.open if guard.idle]:
+                self.evicted += 1
+                log.warning("closed the idle keep-alive connection that had waited longest: %d are open, the most "
+                            "this process takes", self.live)
+                min(idle, key=lambda guard: guard.last_data).evict()
+            else:
                 return _Refuse(self)
-            self.evicted += 1
-            log.warning("closed the oldest connection still to send a request: %d are open, the most this "
-                        "process takes", self.live)
-            next(iter(self.waiting)).evict()
         # web.Server() would build aiohttp's RequestHandler; ours differs only in its error page.
         # (_loop and _kwargs: what web.Server.__call__ itself passes, aiohttp 3.x.)
         return _Guard(self, _JsonErrors(self._server, loop=self._server._loop, **self._server._kwargs))

@@ -88,6 +88,33 @@ async def test_a_thousand_idle_connections_cannot_starve_it(spawn: Spawner, db_u
     assert log.count("refused a connection") <= 2 and log.count("sent no complete request headers") <= 2
 
 
+async def test_idle_keep_alive_connections_cannot_lock_the_door(spawn: Spawner, db_url: str,
+                                                                 http: aiohttp.ClientSession) -> None:
+    # 100 clients (the cap is 64 under this limit) each make one complete request and then hold
+    # their keep-alive connection idle: the one that has waited longest makes way for a new client.
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON, preexec_fn=_few_descriptors).started()
+    port = int(svc.url.rsplit(":", 1)[1])
+    held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                await writer.drain()
+                with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)  # answered; now it idles
+                held.append((reader, writer))
+        for _ in range(10):  # every new client gets in
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as fresh:
+                status, health = await get_json(fresh, "GET", f"{svc.url}/healthz")
+                assert status == 200 and health["database"] == "ok"
+    finally:
+        for _, writer in held:
+            writer.close()
+    assert "closed the idle keep-alive connection that had waited longest" in svc.stderr()
+    assert await svc.stop() == 0
+
+
 async def _more_runs(db: asyncpg.Connection, at_least: int) -> bool:
     return bool(await db.fetchval("SELECT count(*) FROM foojob_runs") >= at_least)
 
