@@ -114,15 +114,17 @@ async def run(command: str, args: argparse.Namespace, control: Control, tz: Zone
         return 0
     if command == "skip":
         instant = await control.skip(job, by="cli")
-        _json({"skipped": rfc3339(instant, tz)}) if args.json else _out(
-            f"{job}: the fire of {human_time(instant, tz)} will be skipped")
+        zone = (await control.schedule(job)).tz  # one zone an answer: the schedule's, as `next` gives it
+        _json({"skipped": rfc3339(instant, zone)}) if args.json else _out(
+            f"{job}: the fire of {human_time(instant, zone)} will be skipped")
         return 0
     if command == "unskip":
         cleared = await control.unskip(job, by="cli")
+        zone = (await control.schedule(job)).tz
         if args.json:
             _json({"skipped": None})
         else:
-            _out(f"{job}: the fire of {human_time(cleared, tz)} will run after all" if cleared
+            _out(f"{job}: the fire of {human_time(cleared, zone)} will run after all" if cleared
                  else f"{job}: no fire was skipped")
         return 0
     raise AssertionError(command)

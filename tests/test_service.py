@@ -264,3 +264,12 @@ def test_the_cli_gives_up_on_a_silent_database_after_5_s() -> None:
     took = time.monotonic() - began
     assert result.returncode == 1 and took < 15, took
     assert result.stderr.count("\n") == 1 and f"127.0.0.1:{port}/nothing did not answer within 5 s" in result.stderr
+
+
+async def test_next_and_skip_name_the_same_instant_in_the_schedules_zone(db_url: str) -> None:
+    env = {"DATABASE_URL": db_url}  # FOOJOB_TIMEZONE unset: UTC; the schedule is read in Tokyo
+    assert run_cli("schedule", "set", "0 9 * * *", "--timezone", "Asia/Tokyo", **env).returncode == 0
+    first = run_cli("next", "1", **env).stdout.strip()
+    skipped = run_cli("skip", **env).stdout.strip()
+    assert first.endswith("JST") and skipped == f"foo: the fire of {first} will be skipped", (first, skipped)
+    assert run_cli("unskip", **env).stdout.strip() == f"foo: the fire of {first} will run after all"
