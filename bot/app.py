@@ -48,7 +48,7 @@ from bot.frontdoor import GuardedRunner, quiet_client_errors
 from bot.http import Backend, build_app
 from bot.listener import Listener
 from bot.logs import replica_name
-from bot.messages import gap_message
+from bot.messages import change_message, gap_message
 from bot.metrics import Metrics
 from bot.notify import Notifier, OutboxNotifier, SilentNotifier, StdoutNotifier
 from bot.outbox import Dispatcher
@@ -383,9 +383,18 @@ async def serve(settings: Settings) -> int:
                     return
                 scheduler.watch_state(state)
                 watcher.state_changed(state)
-                if noticed:
-                    log.info("%s is now %s (a change made anywhere, heard through NOTIFY)", job,
-                             f"paused by {state.paused_by}" if state.paused else "active")
+                if not noticed:
+                    return
+                # A change made elsewhere (the CLI, another replica) is told here as one made here
+                # is: a log line saying what changed, and without a webhook its announcement.
+                with contextlib.suppress(DatabaseUnavailable):
+                    for event in await core.control.changes_elsewhere(job):
+                        message = change_message(event, state, settings.timezone)
+                        log.info("%s (by %s, heard through NOTIFY)", message.text if message else
+                                 f"{job}: {event['action']}", event["actor"] or "the scheduler",
+                                 extra={"job": job, "action": event["action"], "actor": event["actor"]})
+                        if message is not None and isinstance(core.notifier, StdoutNotifier):
+                            core.notifier.publish_now(message)
 
             async def on_connect() -> None:  # also after a reconnection: re-read what was missed
                 for job in core.control.jobs:
@@ -408,6 +417,7 @@ async def serve(settings: Settings) -> int:
                 "foojob_control": lambda job: tasks.spawn(reread(job, noticed=True)),
                 "foojob_retry": lambda job: tasks.spawn(retrier.reload(job)),
             }, on_connect, beat, HEARTBEAT_S)
+            await _answered(core.control.watch_changes, started)  # changes made elsewhere from now on are told
             listener.start()
             stack.push_async_callback(_goodbye, core.control, replica, listener)
             for job in core.control.jobs:

@@ -9,6 +9,7 @@ State lives in PostgreSQL, so every verb acts the same whichever replica (or CLI
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -66,6 +67,8 @@ class Control:
         self._tz = timezone
         self._notifier = notifier
         self._listeners: list[StateListener] = []
+        self._own_events: deque[int] = deque(maxlen=1000)  # audit events this process recorded
+        self._seen: dict[str, int] = {}  # per job, the last audit event told of
 
     @property
     def jobs(self) -> list[str]:
@@ -113,7 +116,7 @@ class Control:
         async with self._conn() as conn, conn.transaction():
             state = self._state(job, await conn.fetchrow(self._q["pause_job"], job, by, reason or None, resume_at))
             cancelled = await conn.fetchval(self._q["cancel_retries"], job)  # a pause stops pending retries
-            await conn.execute(self._q["record_control_event"], job, "pause", by, reason or None, resume_at, None)
+            await self._record(conn, job, "pause", by, reason or None, resume_at, None)
             await conn.execute(self._q["notify_control"], job)  # every replica hears it at COMMIT
             after_commit = await stage(self._notifier, conn, self._q, paused_message(state, self._tz))
         after_commit()
@@ -130,7 +133,7 @@ class Control:
         async with self._conn() as conn, conn.transaction():
             changed = await conn.fetchval(self._q["resume_job"], job) is not None
             if changed:
-                await conn.execute(self._q["record_control_event"], job, "resume", by, None, None, None)
+                await self._record(conn, job, "resume", by, None, None, None)
                 await conn.execute(self._q["notify_control"], job)
                 after_commit = await stage(self._notifier, conn, self._q, resumed_message(job, by, automatic=False))
         after_commit()
@@ -145,7 +148,7 @@ class Control:
         async with self._conn() as conn, conn.transaction():
             changed = await conn.fetchval(self._q["expire_pause"], job) is not None
             if changed:
-                await conn.execute(self._q["record_control_event"], job, "auto-resume", None, None, None, None)
+                await self._record(conn, job, "auto-resume", None, None, None, None)
                 await conn.execute(self._q["notify_control"], job)
                 after_commit = await stage(self._notifier, conn, self._q, resumed_message(job, None, automatic=True))
         after_commit()
@@ -264,7 +267,7 @@ class Control:
         written = Schedule(job, new.expression, new.tz, source, by, at, current.version + 1)
         detail = {"old": {"cron": current.cron, "timezone": current.timezone, "source": current.source},
                   "new": {"cron": new.cron, "timezone": new.timezone, "source": source}}
-        await conn.execute(self._q["record_control_event"], job, action, by, None, None, detail)
+        await self._record(conn, job, action, by, None, None, detail)
         await conn.execute(self._q["notify_control"], job)
         return await stage(self._notifier, conn, self._q,
                            schedule_changed_message(current, written, by, action, self._tz))
@@ -317,7 +320,7 @@ class Control:
                         and not await conn.fetchval(self._q["fire_claimed"], job, instant)):
                     break
             await conn.execute(self._q["set_skip"], job, instant)
-            await conn.execute(self._q["record_control_event"], job, "skip", by, None, None,
+            await self._record(conn, job, "skip", by, None, None,
                                {"skipped": instant.isoformat()})
             await conn.execute(self._q["notify_control"], job)
             following = schedule.expression.next_after(instant, schedule.tz)
@@ -339,7 +342,7 @@ class Control:
             if skipped is None:
                 return None
             await conn.execute(self._q["set_skip"], job, None)
-            await conn.execute(self._q["record_control_event"], job, "unskip", by, None, None,
+            await self._record(conn, job, "unskip", by, None, None,
                                {"unskipped": skipped.isoformat()})
             await conn.execute(self._q["notify_control"], job)
             after_commit = await stage(self._notifier, conn, self._q, unskip_message(job, by, skipped, self._tz))
@@ -512,6 +515,31 @@ class Control:
         except DatabaseUnavailable:
             async with self._conn() as conn:
                 await conn.fetchval(self._q["ping"])
+
+    async def _record(self, conn: asyncpg.Connection, job: str, action: str, by: str | None, reason: str | None,
+                      resume_at: datetime | None, detail: Mapping[str, Any] | None) -> None:
+        """Write a change to the audit trail, and remember it as this process's own (it tells of
+        it itself; those made elsewhere are told when heard of: :meth:`changes_elsewhere`)."""
+        event = await conn.fetchval(self._q["record_control_event"], job, action, by, reason, resume_at, detail)
+        self._own_events.append(int(event))
+
+    async def watch_changes(self) -> None:
+        """From now on, :meth:`changes_elsewhere` tells of changes after the last one recorded now."""
+        async with self._conn() as conn:
+            last = int(await conn.fetchval(self._q["control_events_last"]))
+        self._seen = dict.fromkeys(self.jobs, last)
+
+    async def changes_elsewhere(self, job: str) -> list[Mapping[str, Any]]:
+        """The job's changes recorded since last asked, by another process (the CLI, another
+        replica): the audit trail's rows, oldest first."""
+        if job not in self._seen:
+            return []
+        async with self._conn() as conn:
+            rows = await conn.fetch(self._q["control_events_after"], job, self._seen[job])
+        if rows:
+            self._seen[job] = int(rows[-1]["id"])
+        own = set(self._own_events)
+        return [row for row in rows if int(row["id"]) not in own]
 
     def _changed(self, state: JobState) -> None:
         for listener in self._listeners:

@@ -8,14 +8,16 @@ core, which stages them; ``bot/slack/`` keeps only what answers a command or a c
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.errors import BadInput
 from bot.model import JobState, RunRecord
 from bot.notify import Message
-from bot.schedules import Schedule
+from bot.schedules import Schedule, parse_cron, parse_zone
 from bot.timefmt import human_duration, human_time
 
 SECTION_TEXT_MAX = 3000  # Block Kit: a section's text
@@ -250,6 +252,32 @@ def folded_message(job: str, runs: int, since: datetime, until: datetime, tz: Zo
     text = (f":white_check_mark: {job}: {runs} runs succeeded, {human_time(since, tz)}–{human_time(until, tz)} "
             "(folded: Slack was behind)")
     return Message(text=text, blocks=[section(text)], job=job)
+
+
+def change_message(event: Mapping[str, Any], state: JobState, tz: ZoneInfo) -> Message | None:
+    """The announcement of a change read from the audit trail (made by another process), as the
+    process that made it would have told it."""
+    job, action, actor, detail = event["job"], event["action"], event["actor"], event["detail"] or {}
+    if action == "pause":
+        paused = replace(state, paused=True, paused_by=actor, pause_reason=event["reason"],
+                         resume_at=event["resume_at"])
+        return paused_message(paused, tz)
+    if action in ("resume", "auto-resume"):
+        return resumed_message(job, actor, automatic=action == "auto-resume")
+    if action in ("schedule-set", "schedule-reset", "schedule-deploy") and state.schedule is not None:
+        try:
+            old = Schedule(job, parse_cron(detail["old"]["cron"]), parse_zone(detail["old"]["timezone"]),
+                           "config", None, None, 0)
+        except (KeyError, TypeError, BadInput):
+            return None
+        return schedule_changed_message(old, state.schedule, actor or "deploy", action, tz)
+    if action == "skip" and state.schedule is not None and "skipped" in detail:
+        skipped = datetime.fromisoformat(detail["skipped"])
+        return skip_message(job, actor or "", skipped, state.schedule.expression.next_after(skipped, state.schedule.tz),
+                            tz)
+    if action == "unskip" and "unskipped" in detail:
+        return unskip_message(job, actor or "", datetime.fromisoformat(detail["unskipped"]), tz)
+    return None
 
 
 def section(text: str) -> dict[str, Any]:

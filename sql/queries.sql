@@ -289,7 +289,16 @@ WHERE job = $1 AND paused AND resume_at IS NOT NULL AND resume_at <= now()
 RETURNING job;
 
 -- name: record_control_event
-INSERT INTO foojob_control_events (job, action, actor, reason, resume_at, detail) VALUES ($1, $2, $3, $4, $5, $6);
+INSERT INTO foojob_control_events (job, action, actor, reason, resume_at, detail) VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING id;
+
+-- name: control_events_after
+-- A job's changes after event $2, oldest first: what a replica tells of changes made elsewhere.
+SELECT id, job, action, actor, reason, resume_at, detail, at FROM foojob_control_events
+WHERE job = $1 AND id > $2 ORDER BY id LIMIT 50;
+
+-- name: control_events_last
+SELECT coalesce(max(id), 0) FROM foojob_control_events;
 
 -- name: ping
 SELECT 1;

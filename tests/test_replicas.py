@@ -80,7 +80,7 @@ async def test_pause_on_one_replica_holds_for_all_within_a_second(spawn: Spawner
     assert (await get_json(http, "POST", f"{a.url}/pause", json={"reason": "incident"}))[0] == 200
     paused_at = await db.fetchval("SELECT now()")
     # The NOTIFY reaches the other replicas, each within a second.
-    await asyncio.gather(*(r.wait_log(r"foo is now paused by http", timeout=1.0) for r in (b, c)))
+    await asyncio.gather(*(r.wait_log(r"foo paused by http.*heard through NOTIFY", timeout=1.0) for r in (b, c)))
     for replica in (a, b, c):
         await replica.wait_log(r"skipped: paused", count=2, timeout=5)
     late = await db.fetchval("SELECT count(*) FROM foojob_runs WHERE trigger = 'schedule' AND started_at > $1",
@@ -150,7 +150,7 @@ async def test_cut_connections_come_back_by_themselves(spawn: Spawner, db_url: s
                      timeout=10, message="runs after the connections were cut")
     # A pause from another process reaches it through the new LISTEN connection.
     assert run_cli("pause", "deploy", DATABASE_URL=db_url).returncode == 0
-    await svc.wait_log("foo is now paused by cli", timeout=2)
+    await svc.wait_log("foo paused by cli.*heard through NOTIFY", timeout=2)
     assert svc.proc.poll() is None
 
 

@@ -273,3 +273,23 @@ async def test_next_and_skip_name_the_same_instant_in_the_schedules_zone(db_url:
     skipped = run_cli("skip", **env).stdout.strip()
     assert first.endswith("JST") and skipped == f"foo: the fire of {first} will be skipped", (first, skipped)
     assert run_cli("unskip", **env).stdout.strip() == f"foo: the fire of {first} will run after all"
+
+
+async def test_a_change_made_elsewhere_shows_as_one_made_here(spawn, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    # No webhook: the service prints its announcements. A pause, a skip or a schedule change made
+    # from the CLI is printed by the running service too, and its log says what changed.
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON).started()
+    env = {"DATABASE_URL": db_url}
+    assert run_cli("pause", "2h", "maintenance", **env).returncode == 0
+    await wait_until(lambda: "foo paused by cli until" in svc.stdout(), message="the pause printed by the service")
+    assert "maintenance" in svc.stdout()
+    assert run_cli("skip", **env).returncode == 3  # while paused: refused, nothing to tell
+    assert run_cli("resume", **env).returncode == 0
+    assert run_cli("schedule", "set", "0 6 * * *", **env).returncode == 0
+    assert run_cli("skip", **env).returncode == 0
+    await wait_until(lambda: "will be skipped (by cli)" in svc.stdout(), message="the skip printed")
+    out = svc.stdout()
+    assert "foo resumed by cli" in out and "foo's schedule was changed by cli" in out
+    log = svc.stderr()
+    assert "heard through NOTIFY" in log and "is now active" not in log  # a skip never reads as a resume
+    assert await svc.stop() == 0
