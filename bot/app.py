@@ -207,7 +207,7 @@ async def start_slack(settings: Settings, core: Core) -> SlackSurface:
                            api_url=settings.slack_api_url, allowed_users=settings.slack_allowed_users,
                            schedulers=settings.slack_schedulers,
                            control=core.control, timezone=settings.timezone,
-                           announce_in_channel=not isinstance(core.notifier, OutboxNotifier))
+                           announce_in_channel=settings.slack_webhook_url is None and settings.slack_channel is None)
     await surface.start()
     log.info("Slack control surface on: connecting over Socket Mode to %s", settings.slack_api_url)
     return surface

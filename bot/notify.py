@@ -152,6 +152,8 @@ class OutboxNotifier:
 
     def in_transaction(self, message: Message) -> tuple[dict[str, Any] | None, AfterCommit]:
         channel = self.channel_of(message.job)
+        if channel is None and self._url is None:  # only some jobs have a channel: the rest go to stdout
+            return None, lambda: StdoutNotifier().publish_now(message)
         if channel is None and message.method != "post":
             message = replace(message, method="post", card=None)  # the webhook cannot edit nor thread
         return outbox_row(message, channel), self.on_committed
@@ -173,6 +175,7 @@ class OutboxNotifier:
                 elif self._url is not None:
                     outcome = await post(session, self._url, message.payload())
                 else:
+                    StdoutNotifier().publish_now(message)
                     return
                 if outcome.delivered or outcome.permanent:
                     if outcome.permanent:

@@ -69,13 +69,11 @@ class Outcome:
     error: str = ""  # the Web API's error code, when it answered one
 
 
-# The Web API's answers that no retry will change (the message is set aside with the reason).
-PERMANENT_ERRORS = frozenset({
-    "not_in_channel", "channel_not_found", "is_archived", "invalid_blocks", "invalid_blocks_format", "msg_too_long",
-    "no_text", "too_many_attachments", "invalid_auth", "not_authed", "account_inactive", "token_revoked",
-    "token_expired", "missing_scope", "restricted_action", "ekm_access_denied", "invalid_arguments",
-    "message_not_found", "cant_update_message", "edit_window_closed", "msg_blocks_too_long", "invalid_arg_name",
-})
+# The Web API's answers worth another try (any other ok:false is an answer about the message).
+RETRYABLE_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout",
+                              "unknown_error"})
+# A reply whose thread Slack will not take: posted as a message of its own instead.
+THREAD_REFUSED = frozenset({"thread_not_found", "cannot_reply_to_message", "message_not_found"})
 # An edit Slack will not make: the result is posted as a new message instead.
 EDIT_REFUSED = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
 # A channel the bot cannot post in: said on /healthz, and in one log line a minute.
@@ -138,7 +136,8 @@ async def post_to_channel(session: aiohttp.ClientSession, api_url: str, token: S
     error = str(answer.get("error") or "unknown_error")[:100]
     if error == "ratelimited":
         return Outcome(retry_after=30.0, detail=f"{method}: {error}", error=error)
-    return Outcome(permanent=error in PERMANENT_ERRORS, detail=f"{method}: {error}", error=error)
+    # Slack's errors are answers about the request, which a retry does not change, but for these.
+    return Outcome(permanent=error not in RETRYABLE_ERRORS, detail=f"{method}: {error}", error=error)
 
 
 # What deliver_one answers when there is nothing to do until something new comes: the queue is
@@ -302,9 +301,10 @@ class Dispatcher:
                 body["thread_ts"] = ts
             # (No ts: the card was never posted, set aside for good: this is a new message.)
         outcome = await post_to_channel(self._session, self._api_url, self._token, api, body)
-        if api == "chat.update" and outcome.error in EDIT_REFUSED:
-            log.warning("outbox: Slack would not edit message %d's card (%s): posting it as a new message",
-                        head["id"], outcome.error)
+        refused = EDIT_REFUSED if api == "chat.update" else THREAD_REFUSED if "thread_ts" in body else frozenset()
+        if outcome.error in refused:
+            log.warning("outbox: Slack would not take message %d on its card (%s): posting it as a message of its "
+                        "own", head["id"], outcome.error)
             outcome = await post_to_channel(self._session, self._api_url, self._token, "chat.postMessage",
                                             {"channel": channel, **payload})
         return outcome

@@ -58,6 +58,9 @@ MAX_ERROR = 2000  # characters of a job's error kept with its run
 # A run still going this long after it started gets its card in the channel (SLACK_CHANNEL), edited
 # into its result when it ends; a shorter run posts only its result.
 CARD_AFTER_S = 2.0
+# The card's post waits this long at most for a connection and its insert: a run never waits on
+# its card (a pool taken by runs that each wait for their card would wait for ever).
+CARD_POST_S = 2.0
 # After a timeout, how long the cancelled statement may take to give way before the connection
 # itself is cut (a server that does not answer the cancel).
 CANCEL_GRACE_S = 10.0
@@ -108,12 +111,12 @@ class _CardTimer:
         self._posting = True
         runner = self._runner
         try:
-            async with acquire(runner._pool) as conn, conn.transaction():
+            async with asyncio.timeout(CARD_POST_S), acquire(runner._pool) as conn, conn.transaction():
                 after = await stage(runner._notifier, conn, runner._q,
                                     running_card(self._job, self._run_id, self._started_at, runner._tz))
-        except (DatabaseUnavailable, *CONNECTION_ERRORS) as exc:  # type: ignore[misc]
-            log.warning("the card of run %d of %s could not be posted (%s): its result will be", self._run_id,
-                        self._job, exc)
+        except Exception as exc:  # whatever keeps the card from being posted, the run goes on without it
+            log.warning("the card of run %d of %s was not posted (%s): its result will be", self._run_id,
+                        self._job, type(exc).__name__)
             return False
         after()
         return True

@@ -453,8 +453,10 @@ SELECT (SELECT max(finished_at) FROM foojob_runs WHERE job = $1 AND status = 'su
        AS failures;
 
 -- name: outbox_card_ts
--- The ts of a card's post, once delivered (NULL: not posted, or set aside for good).
-SELECT ts FROM foojob_outbox WHERE card = $1 AND method = 'post' AND ts IS NOT NULL ORDER BY id LIMIT 1;
+-- The ts of the message that carries a card now: its post, or the new message its result became
+-- when Slack would not edit it (NULL: not posted, or set aside for good).
+SELECT ts FROM foojob_outbox WHERE card = $1 AND method IN ('post', 'update') AND ts IS NOT NULL
+ORDER BY id DESC LIMIT 1;
 
 -- name: outbox_fold
 -- A backlog: the successes of job $2 waiting from the head ($1) on, up to the job's next message
@@ -472,9 +474,15 @@ folded AS (
       AND id < coalesce((SELECT id FROM stop), 9223372036854775807)
     RETURNING created_at
 )
-SELECT count(*) + 1 AS runs, (SELECT created_at FROM foojob_outbox WHERE id = $1) AS since,
-       greatest((SELECT created_at FROM foojob_outbox WHERE id = $1), max(created_at)) AS until
-FROM folded;
+-- (Earlier attempts at the head folded some already: those count too. This statement's own
+-- UPDATE is not seen by its subqueries, so the two sets are added.)
+, before AS (
+    SELECT count(*) AS n, max(created_at) AS until FROM foojob_outbox WHERE last_error = 'folded into message ' || $1
+)
+SELECT (SELECT count(*) FROM folded) + (SELECT n FROM before) + 1 AS runs,
+       (SELECT created_at FROM foojob_outbox WHERE id = $1) AS since,
+       greatest((SELECT created_at FROM foojob_outbox WHERE id = $1), (SELECT max(created_at) FROM folded),
+                (SELECT until FROM before)) AS until;
 
 -- name: outbox_backlog
 -- How many messages wait, and the age (s) of the oldest: whether a backlog folds its successes.

@@ -3,6 +3,7 @@ as new messages, Slack's pace and refusals kept — and a backlog that folds its
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,43 @@ async def test_a_run_is_one_card_edited_in_place(spawn: Spawner, slack: SlackSim
     assert slack.webhook == [] and slack.refused == []  # nothing through the webhook while SLACK_CHANNEL is set
 
 
+async def test_cards_never_hold_up_runs_and_other_routes_keep_theirs(spawn: Spawner, slack: SlackSimulator,
+                                                                    db_url: str, http: aiohttp.ClientSession,
+                                                                    tmp_path: Path) -> None:
+    # A pool of 2 and three runs longer than 2 s at once: each run holds a connection and its card
+    # wants another; the cards wait 2 s at most, the runs never wait for them.
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    for n in range(3):
+        (folder / f"slow{n}.sql").write_text(f"-- cron: {NEVER_SOON}\nSELECT pg_sleep(3) IS NOT NULL AS slept;\n")
+    (folder / "elsewhere.sql").write_text(f"-- cron: {NEVER_SOON}\n-- channel: C0ELSE\nSELECT 1 AS one;\n")
+    # No webhook and no SLACK_CHANNEL: only `elsewhere` has a channel; the rest goes to stdout.
+    svc = await start(spawn, slack, db_url, SLACK_WEBHOOK_URL="", FOOJOB_JOBS_DIR=str(folder),
+                      DATABASE_POOL_SIZE="2")
+    async with asyncio.timeout(20):
+        answers = await asyncio.gather(*(get_json(http, "POST", f"{svc.url}/jobs/slow{n}/runNow") for n in range(3)))
+    assert [status for status, _ in answers] == [200, 200, 200]
+    await wait_until(lambda: svc.stdout().count("succeeded") >= 3, message="their results, on stdout")
+    await _run_now(http, svc, "elsewhere")
+    await wait_until(lambda: _calls(slack, "chat.postMessage", "elsewhere succeeded"), message="the channel's result")
+    assert (await get_json(http, "POST", f"{svc.url}/runNow"))[0] == 200
+    await wait_until(lambda: "foo succeeded" in svc.stdout(), message="foo's result on stdout, not set aside")
+    assert "no SLACK_WEBHOOK_URL" not in svc.stderr()
+
+
+async def test_an_answer_slack_will_not_change_sets_the_message_aside(spawn: Spawner, slack: SlackSimulator,
+                                                                      db_url: str, db: asyncpg.Connection,
+                                                                      http: aiohttp.ClientSession,
+                                                                      tmp_path: Path) -> None:
+    svc = await start(spawn, slack, db_url, SLACK_CHANNEL="C0OPS", FOOJOB_JOBS_DIR=_jobs(tmp_path / "jobs"))
+    slack.chat_script.append(("chat.postMessage", "restricted_action_thread_only_channel"))
+    await _run_now(http, svc, "quick")
+    await _run_now(http, svc, "many")
+    await wait_until(lambda: _calls(slack, "chat.postMessage", "rows 6 to 12"), message="the queue moving on")
+    row = await db.fetchrow("SELECT * FROM foojob_outbox WHERE failed_at IS NOT NULL")
+    assert "restricted_action_thread_only_channel" in row["last_error"] and row["attempts"] == 1
+
+
 async def test_a_rate_limited_edit_waits_for_retry_after(spawn: Spawner, slack: SlackSimulator, db_url: str,
                                                          http: aiohttp.ClientSession, tmp_path: Path) -> None:
     svc = await start(spawn, slack, db_url, SLACK_CHANNEL="C0OPS", FOOJOB_JOBS_DIR=_jobs(tmp_path / "jobs"))
@@ -124,6 +162,12 @@ async def test_a_backlog_folds_its_successes_and_never_a_failure(spawn: Spawner,
     # Failures are never folded: every failure message was (or is still to be) delivered as itself.
     folded = await db.fetch("SELECT payload->>'text' AS text FROM foojob_outbox WHERE last_error LIKE 'folded%'")
     assert folded and all("succeeded" in r["text"] for r in folded)
+    # Each folded line counts every run folded into it, over every attempt to deliver it.
+    for head in await db.fetch("SELECT id, payload->>'text' AS text FROM foojob_outbox WHERE payload->>'text' LIKE "
+                               "'%runs succeeded%' AND delivered_at IS NOT NULL AND last_error IS NULL"):
+        into = await db.fetchval("SELECT count(*) FROM foojob_outbox WHERE last_error = $1",
+                                 f"folded into message {head['id']}")
+        assert f": {into + 1} runs succeeded" in head["text"], (into, head["text"])
     # Order is kept: the failure comes after a success, and the successes after it after it.
     first_failure = next(i for i, t in enumerate(texts) if "foo failed" in t)
     assert any("succeeded" in t for t in texts[:first_failure])

@@ -64,13 +64,18 @@ async def test_pause_asks_how_long_and_why(spawn: Spawner, slack: SlackSimulator
     assert state["pause_reason"] == "deploy of v2" and state["paused_by"] == "U0ALICE"
     left = state["resume_at"] - datetime.now(UTC)
     assert timedelta(hours=1, minutes=59) < left <= timedelta(hours=2)
+    # Announced as any pause is (here through the webhook).
+    await wait_until(lambda: [m for m in slack.webhook if "foo paused by <@U0ALICE>" in m.get("text", "")],
+                     message="the pause announced")
     assert slack.refused == []
 
 
 async def test_change_schedule_previews_as_you_type_and_applies(spawn: Spawner, slack: SlackSimulator, db_url: str,
                                                                db: asyncpg.Connection) -> None:
     slack.groups["S0PLAN"] = ["U0PLANNER"]
-    await start(spawn, slack, db_url, SLACK_ALLOWED_USERS="U0ALICE,U0PLANNER", SLACK_SCHEDULERS="S0PLAN")
+    # No webhook nor SLACK_CHANNEL: a change is announced in the channel the modal was opened from.
+    await start(spawn, slack, db_url, SLACK_ALLOWED_USERS="U0ALICE,U0PLANNER", SLACK_SCHEDULERS="S0PLAN",
+                SLACK_WEBHOOK_URL="")
     [shown] = await replies(slack, await slack.command("schedule"))
     assert "foojob_schedule_change" in button_ids(shown)
 
@@ -110,4 +115,7 @@ async def test_change_schedule_previews_as_you_type_and_applies(spawn: Spawner, 
     row = await wait_until(lambda: db.fetchrow("SELECT * FROM foojob_job_state WHERE cron = '0 6 * * 1-5'"),
                            message="the schedule applied")
     assert row["timezone"] == "Europe/London" and row["schedule_set_by"] == "U0PLANNER"
+    await wait_until(lambda: [b for m, b in slack.chat_calls if m == "chat.postMessage" and b.get("channel") == "C0OPS"
+                              and "foo's schedule was changed by <@U0PLANNER>" in b.get("text", "")],
+                     message="the change announced in the channel")
     assert slack.refused == []

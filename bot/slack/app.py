@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -52,6 +52,10 @@ async def _nowhere(message: Message, *, in_channel: bool = False, replace: bool 
 
 # How long the socket may be down before /healthz says 503 (SPEC: over a minute).
 DOWN_AFTER_S = 60.0
+T = TypeVar("T")
+# What a modal's submission may take before its ack (a user group read, a database read): Slack
+# waits 3 s for the ack.
+MODAL_STEP_S = 2.0
 # A second click on the same button of the same message within this window is a double click.
 CLICK_WINDOW = timedelta(seconds=30)
 WORK_AT_ONCE = 4
@@ -461,8 +465,9 @@ class SlackSurface:
                 if not await self._allowed(user, role, f"opening the {role}'s modal", reply):
                     return
                 home = body.get("container", {}).get("type") == "view"
-                view = (modals.pause_modal(job, home=home) if role == "operator"
-                        else modals.schedule_modal(await self._control.schedule(job), home=home))
+                channel = (body.get("channel") or {}).get("id")
+                view = (modals.pause_modal(job, home=home, channel=channel) if role == "operator"
+                        else modals.schedule_modal(await self._control.schedule(job), home=home, channel=channel))
                 try:
                     await client.views_open(trigger_id=body.get("trigger_id", ""), view=view)
                 except SlackApiError as exc:  # the trigger expired (3 s), …
@@ -480,12 +485,12 @@ class SlackSurface:
         view = body.get("view") or {}
 
         async def work() -> None:
-            job, home = modals.read_metadata(str(view.get("private_metadata") or ""))
+            job, home, channel = modals.read_metadata(str(view.get("private_metadata") or ""))
             current = await self._control.schedule(job)
             cron, zone = modals.typed((view.get("state") or {}).get("values") or {})
             try:
                 await client.views_update(view_id=view.get("id", ""), hash=view.get("hash"),
-                                          view=modals.schedule_modal(current, cron, zone, home=home))
+                                          view=modals.schedule_modal(current, cron, zone, home=home, channel=channel))
             except SlackApiError as exc:  # hash_conflict: a newer keystroke's update came first
                 log.debug("schedule preview not updated (%s)", exc.response.get("error"))
 
@@ -494,12 +499,12 @@ class SlackSurface:
     async def _on_pause_submitted(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any],
                                   client: AsyncWebClient) -> None:
         user, view = body.get("user", {}).get("id", ""), body.get("view") or {}
-        job, home = modals.read_metadata(str(view.get("private_metadata") or ""))
+        job, home, channel = modals.read_metadata(str(view.get("private_metadata") or ""))
         try:
             if job not in self._control.jobs:
                 raise modals.FieldError("reason", f"There is no job {job[:40]!r} to pause.")
             duration, reason = modals.read_pause((view.get("state") or {}).get("values") or {})
-            verdict = await self._roles.check(user, "operator")
+            verdict = await self._in_time(self._roles.check(user, "operator"), "reason")
             if not verdict.allowed:
                 log.warning("refused a pause modal from %s (not one of the operators)", user)
                 raise modals.FieldError("reason", verdict.why)
@@ -507,20 +512,24 @@ class SlackSurface:
             await ack(response_action="errors", errors={exc.block_id: messages.truncate(str(exc), 150)})
             return
         await ack()  # the modal closes; the pause is announced in the channel
-        self._work(self._then_home(self._control.pause(job, by=user, duration=duration, reason=reason),
-                                   client, user if home else None), _nowhere)
+
+        async def pause() -> None:
+            state = await self._control.pause(job, by=user, duration=duration, reason=reason)
+            await self._announce(client, channel, messages.paused_message(state, self._tz))
+
+        self._work(self._then_home(pause(), client, user if home else None), _nowhere)
 
     async def _on_schedule_submitted(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any],
                                      client: AsyncWebClient) -> None:
         user, view = body.get("user", {}).get("id", ""), body.get("view") or {}
-        job, home = modals.read_metadata(str(view.get("private_metadata") or ""))
+        job, home, channel = modals.read_metadata(str(view.get("private_metadata") or ""))
         try:
             if job not in self._control.jobs:
                 raise modals.FieldError("cron", f"There is no job {job[:40]!r}.")
             cron, zone = modals.typed((view.get("state") or {}).get("values") or {})
-            current = await self._control.schedule(job)  # its zone is kept when none is typed
+            current = await self._in_time(self._control.schedule(job), "cron")  # its zone is kept if none is typed
             proposed = modals.proposal(current, cron, zone)
-            verdict = await self._roles.check(user, "scheduler")
+            verdict = await self._in_time(self._roles.check(user, "scheduler"), "cron")
             if not verdict.allowed:
                 log.warning("refused a schedule modal from %s (not one of the schedulers)", user)
                 raise modals.FieldError("cron", verdict.why)
@@ -528,8 +537,34 @@ class SlackSurface:
             await ack(response_action="errors", errors={exc.block_id: messages.truncate(str(exc), 150)})
             return
         await ack()
-        self._work(self._then_home(self._control.set_schedule(job, proposed.cron, proposed.timezone, by=user),
-                                   client, user if home else None), _nowhere)
+
+        async def change() -> None:
+            old = current
+            new = await self._control.set_schedule(job, proposed.cron, proposed.timezone, by=user)
+            if not new.same_as(old):
+                await self._announce(client, channel,
+                                     messages.schedule_changed_message(old, new, user, "schedule-set", self._tz))
+
+        self._work(self._then_home(change(), client, user if home else None), _nowhere)
+
+    async def _in_time(self, step: Awaitable[T], field: str) -> T:
+        """A step before a modal's ack, which Slack waits 3 s for: past ``MODAL_STEP_S`` the user is
+        asked to submit again (on the field), and nothing changes."""
+        try:
+            return await asyncio.wait_for(step, MODAL_STEP_S)
+        except (TimeoutError, FoojobError):
+            raise modals.FieldError(field, "That could not be checked in time (Slack or the database is slow): "
+                                           "submit again.") from None
+
+    async def _announce(self, client: AsyncWebClient, channel: str | None, message: Message) -> None:
+        """Without a webhook or SLACK_CHANNEL (nothing in the outbox tells the channel), a change made
+        in a modal is announced in the channel the modal was opened from, as a command's is."""
+        if not self._announce_in_channel or channel is None:
+            return
+        try:
+            await client.chat_postMessage(channel=channel, text=message.text, blocks=message.blocks)
+        except SlackApiError as exc:
+            log.warning("the change was not announced in %s (%s)", channel, exc.response.get("error"))
 
     async def _then_home(self, change: Awaitable[Any], client: AsyncWebClient, user: str | None) -> None:
         """Make a modal's change; a modal opened from the Home tab shows it there (None: not from Home)."""

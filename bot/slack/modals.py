@@ -45,24 +45,26 @@ def _option(value: str) -> dict[str, Any]:
     return {"text": _text(_DURATION_WORDS[value], 75), "value": value}
 
 
-def metadata(job: str, *, home: bool) -> str:
-    """What a modal carries: its job, and whether it was opened from the Home tab (which is then
-    published again once the change is made)."""
-    return json.dumps({"job": job, "home": home})
+def metadata(job: str, *, home: bool, channel: str | None = None) -> str:
+    """What a modal carries: its job, whether it was opened from the Home tab (which is then
+    published again once the change is made), and the channel of the message it was opened from
+    (where the change is announced when there is no webhook nor SLACK_CHANNEL)."""
+    return json.dumps({"job": job, "home": home, "channel": channel})
 
 
-def read_metadata(text: str) -> tuple[str, bool]:
-    """``(job, home)`` from a submitted modal's ``private_metadata`` (anything else: no job)."""
+def read_metadata(text: str) -> tuple[str, bool, str | None]:
+    """``(job, home, channel)`` from a submitted modal's ``private_metadata`` (anything else: no job)."""
     try:
         data = json.loads(text)
-        return str(data["job"]), bool(data.get("home"))
-    except (ValueError, KeyError, TypeError):
-        return text[:40], False
+        channel = data.get("channel")
+        return str(data["job"]), bool(data.get("home")), str(channel) if channel else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return text[:40], False, None
 
 
-def pause_modal(job: str, *, home: bool = False) -> dict[str, Any]:
+def pause_modal(job: str, *, home: bool = False, channel: str | None = None) -> dict[str, Any]:
     return {
-        "type": "modal", "callback_id": PAUSE_MODAL, "private_metadata": metadata(job, home=home),
+        "type": "modal", "callback_id": PAUSE_MODAL, "private_metadata": metadata(job, home=home, channel=channel),
         "title": _text(f"Pause {job}", 24), "submit": _text("Pause", 24), "close": _text("Cancel", 24),
         "blocks": [
             {"type": "input", "block_id": "duration", "label": _text("For how long", 2000),
@@ -96,13 +98,14 @@ class FieldError(BadInput):
 
 
 def schedule_modal(current: Schedule, cron: str | None = None, zone: str | None = None, *,
-                   home: bool = False) -> dict[str, Any]:
+                   home: bool = False, channel: str | None = None) -> dict[str, Any]:
     """The Change schedule modal: ``cron``/``zone`` as typed so far (None: the current schedule's),
     with the preview that follows them."""
     cron = current.cron if cron is None else cron
     zone = current.timezone if zone is None else zone
     return {
-        "type": "modal", "callback_id": SCHEDULE_MODAL, "private_metadata": metadata(current.job, home=home),
+        "type": "modal", "callback_id": SCHEDULE_MODAL,
+        "private_metadata": metadata(current.job, home=home, channel=channel),
         "title": _text(f"Schedule of {current.job}", 24), "submit": _text("Apply", 24), "close": _text("Cancel", 24),
         "blocks": [
             {"type": "input", "block_id": "cron", "dispatch_action": True,
