@@ -97,6 +97,14 @@ def running_card(job: str, run_id: int, started_at: datetime, tz: ZoneInfo) -> M
     return Message(text=text, blocks=[section(text)], job=job, card=f"run:{run_id}", method="post")
 
 
+def unfinished_card(job: str, run_id: int, started_at: datetime, reason: str, tz: ZoneInfo) -> Message:
+    """A run's card, when the run ended without committing: nothing of it was kept."""
+    text = (f":warning: {job}: run #{run_id}, started {human_time(started_at, tz)}, did not finish "
+            f"({escape(truncate(reason, CARD_ERROR))}); nothing of it was kept")
+    return Message(text=text, blocks=[section(text), _fix_buttons(job)], job=job, card=f"run:{run_id}",
+                   method="update")
+
+
 def card_messages(run: RunRecord, tz: ZoneInfo, *, posted: bool, failures: int = 0, since: datetime | None = None,
                   mention: str | None = None, alert: bool = False) -> list[Message]:
     """A run's result in a channel: its card (the post edited in place, or a new post for a run

@@ -39,7 +39,7 @@ import asyncpg
 from bot.catalogue import JobSpec
 from bot.db import CONNECTION_ERRORS, acquire
 from bot.errors import AlreadyRunning, BadInput, DatabaseUnavailable, UnknownJob
-from bot.messages import card_messages, run_result_message, running_card, truncate
+from bot.messages import card_messages, run_result_message, running_card, truncate, unfinished_card
 from bot.metrics import Metrics
 from bot.model import JobContext, RunRecord, Trigger
 from bot.notify import AfterCommit, Message, Notifier, stage
@@ -126,6 +126,25 @@ class _CardTimer:
             self.cancel()
             return False
         return await asyncio.shield(self._task)
+
+    @property
+    def posted(self) -> bool:
+        return self._task.done() and not self._task.cancelled() and self._task.result() is True
+
+    async def unfinished(self, exc: BaseException) -> None:
+        """The run ended without committing: its card says so, best effort (the database may be
+        what went away)."""
+        runner = self._runner
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        try:
+            async with asyncio.timeout(CARD_POST_S), acquire(runner._pool) as conn, conn.transaction():
+                after = await stage(runner._notifier, conn, runner._q,
+                                    unfinished_card(self._job, self._run_id, self._started_at, reason, runner._tz))
+        except Exception as error:  # told in the log instead
+            log.warning("the card of run %d of %s still says it is running (%s)", self._run_id, self._job,
+                        type(error).__name__)
+            return
+        after()
 
     def cancel(self) -> None:
         if not self._posting:
@@ -239,6 +258,19 @@ class Runner:
     async def _run_in_transaction(self, job: JobSpec, trigger: Trigger, scheduled_for: datetime | None,
                                   triggered_by: str | None, schedule_version: int | None,
                                   attempt: int) -> RunRecord | None:
+        cards: list[_CardTimer] = []
+        try:
+            return await self._run_in_a_transaction(job, trigger, scheduled_for, triggered_by, schedule_version,
+                                                    attempt, cards)
+        except BaseException as exc:
+            # The run did not commit (nothing of it was kept): a card it posted must not say "running".
+            if cards and cards[0].posted:
+                await cards[0].unfinished(exc)
+            raise
+
+    async def _run_in_a_transaction(self, job: JobSpec, trigger: Trigger, scheduled_for: datetime | None,
+                                    triggered_by: str | None, schedule_version: int | None,
+                                    attempt: int, cards: list[_CardTimer]) -> RunRecord | None:
         q = self._q
         afters: list[AfterCommit] = []  # what to do once the run has committed (wake the dispatcher…)
         async with acquire(self._pool) as conn, conn.transaction():
@@ -297,6 +329,7 @@ class Runner:
                     self.pings.started(_run_key(job.name, scheduled_for))
 
             card = _CardTimer(self, job.name, run_id, started_at) if self._notifier.cards(job.name) else None
+            cards.extend([card] if card is not None else [])
             try:
                 record, retrying = await self._work(conn, job, trigger, scheduled_for, triggered_by, attempt, claim,
                                                     run_id, started_at, card, afters)

@@ -461,28 +461,39 @@ ORDER BY id DESC LIMIT 1;
 -- name: outbox_fold
 -- A backlog: the successes of job $2 waiting from the head ($1) on, up to the job's next message
 -- that is not a plain success (failures, alerts, announcements never fold, and nothing passes
--- them), become the head; the others are set aside as folded into it. Returns how many, and
--- from when to when.
-WITH stop AS (
+-- them), become the head; the others are set aside as folded into it, with the thread replies of
+-- the folded runs and of the head's (rows beyond the first 5: a folded line has no thread).
+-- Returns how many runs, and from when to when.
+-- (Earlier attempts at the head folded some already: those count too. This statement's own
+-- UPDATEs are not seen by its subqueries, so the two sets are added.)
+WITH before AS (
+    SELECT count(*) AS n, max(created_at) AS until FROM foojob_outbox WHERE last_error = 'folded into message ' || $1::bigint
+),
+stop AS (
     SELECT min(id) AS id FROM foojob_outbox
-    WHERE job = $2 AND id > $1 AND delivered_at IS NULL AND failed_at IS NULL
+    WHERE job = $2 AND id > $1::bigint AND delivered_at IS NULL AND failed_at IS NULL AND method <> 'reply'
       AND (kind IS DISTINCT FROM 'success' OR method <> 'post')
 ),
 folded AS (
-    UPDATE foojob_outbox SET delivered_at = now(), last_error = 'folded into message ' || $1
-    WHERE job = $2 AND id > $1 AND kind = 'success' AND method = 'post' AND delivered_at IS NULL AND failed_at IS NULL
+    UPDATE foojob_outbox SET delivered_at = now(), last_error = 'folded into message ' || $1::bigint
+    WHERE job = $2 AND id > $1::bigint AND kind = 'success' AND method = 'post' AND delivered_at IS NULL AND failed_at IS NULL
       AND id < coalesce((SELECT id FROM stop), 9223372036854775807)
-    RETURNING created_at
-)
--- (Earlier attempts at the head folded some already: those count too. This statement's own
--- UPDATE is not seen by its subqueries, so the two sets are added.)
-, before AS (
-    SELECT count(*) AS n, max(created_at) AS until FROM foojob_outbox WHERE last_error = 'folded into message ' || $1
+    RETURNING created_at, card
+),
+replies AS (
+    UPDATE foojob_outbox SET delivered_at = now(), last_error = 'a reply folded with message ' || $1::bigint
+    WHERE job = $2 AND id > $1::bigint AND method = 'reply' AND delivered_at IS NULL AND failed_at IS NULL
+      AND id < coalesce((SELECT id FROM stop), 9223372036854775807)
+      AND (card IN (SELECT card FROM folded)
+           OR (card = (SELECT card FROM foojob_outbox WHERE id = $1::bigint)
+               AND (EXISTS (SELECT 1 FROM folded) OR (SELECT n FROM before) > 0)))
+    RETURNING 1
 )
 SELECT (SELECT count(*) FROM folded) + (SELECT n FROM before) + 1 AS runs,
-       (SELECT created_at FROM foojob_outbox WHERE id = $1) AS since,
-       greatest((SELECT created_at FROM foojob_outbox WHERE id = $1), (SELECT max(created_at) FROM folded),
-                (SELECT until FROM before)) AS until;
+       (SELECT created_at FROM foojob_outbox WHERE id = $1::bigint) AS since,
+       greatest((SELECT created_at FROM foojob_outbox WHERE id = $1::bigint), (SELECT max(created_at) FROM folded),
+                (SELECT until FROM before)) AS until,
+       (SELECT count(*) FROM replies) AS replies;
 
 -- name: outbox_backlog
 -- How many messages wait, and the age (s) of the oldest: whether a backlog folds its successes.

@@ -181,3 +181,24 @@ async def _backlog(db: asyncpg.Connection) -> int:
 
 async def _many(db: asyncpg.Connection, count: int) -> bool:
     return await _backlog(db) >= count
+
+
+async def test_a_run_that_never_commits_does_not_leave_its_card_running(spawn: Spawner, slack: SlackSimulator,
+                                                                       db_url: str, db: asyncpg.Connection,
+                                                                       http: aiohttp.ClientSession,
+                                                                       tmp_path: Path) -> None:
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    (folder / "sleepy.sql").write_text(f"-- cron: {NEVER_SOON}\nSELECT pg_sleep(30) IS NOT NULL AS slept;\n")
+    svc = await start(spawn, slack, db_url, SLACK_CHANNEL="C0OPS", FOOJOB_JOBS_DIR=str(folder))
+    running = asyncio.ensure_future(get_json(http, "POST", f"{svc.url}/jobs/sleepy/runNow"))
+    await wait_until(lambda: _calls(slack, "chat.postMessage", "sleepy running since"), message="the card")
+    # The run's connection is cut (an admin, a failover): nothing of the run is kept...
+    await db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' "
+                     "AND pid <> pg_backend_pid()")
+    status, _ = await running
+    assert status in (500, 503)
+    # ...and its card says so, instead of "running" for ever.
+    [edit] = await wait_until(lambda: _calls(slack, "chat.update", "did not finish"), message="the card edited")
+    ts = next(t for t, m in slack.messages.items() if "sleepy" in m["text"])
+    assert edit["ts"] == ts and "nothing of it was kept" in slack.messages[ts]["text"]
