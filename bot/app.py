@@ -52,7 +52,7 @@ from bot.messages import change_message, gap_message
 from bot.metrics import Metrics
 from bot.notify import Notifier, OutboxNotifier, SilentNotifier, StdoutNotifier
 from bot.outbox import Dispatcher
-from bot.pings import make_pinger
+from bot.pings import make_pinger, per_job
 from bot.retention import Pruner
 from bot.retrier import Retrier
 from bot.runner import Policy, Runner
@@ -354,7 +354,8 @@ async def serve(settings: Settings) -> int:
             pings = make_pinger(settings.heartbeat_url)  # does nothing without FOOJOB_HEARTBEAT_URL
             pings.start()
             stack.push_async_callback(pings.aclose, DELIVERY_GRACE_S)
-            core.runner.pings, core.runner.ping_job = pings, settings.jobs.default
+            core.runner.pings = pings
+            core.runner.ping_job = None if per_job(settings.heartbeat_url) else settings.jobs.default
             scheduler = Scheduler(
                 schedules, settings.timezone,
                 on_fire=lambda job, at, version, look_first: core.runner.run(

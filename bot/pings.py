@@ -49,6 +49,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
@@ -89,11 +90,22 @@ class _Ping:
     body: bytes | None = None  # a POST's body; None for a GET
 
 
+JOB_PLACEHOLDER = "{job}"
+
+
+def per_job(url: Secret | None) -> bool:
+    """Whether FOOJOB_HEARTBEAT_URL names a check per job (holds ``{job}``)."""
+    return url is not None and JOB_PLACEHOLDER in url.reveal()
+
+
 class Pinger:
     """Pings one Healthchecks check. ``start()`` in the loop, the run's calls, ``aclose()`` last."""
 
     def __init__(self, url: Secret, *, timeout_s: float = 5.0, warn_every_s: float = 60.0) -> None:
-        self._url = URL(url.reveal())
+        # "{job}" in the URL is each job's name: a check per job (Healthchecks' slug URLs,
+        # https://hc-ping.com/<ping key>/<slug>). Without it, the URL is one check.
+        self._template = url.reveal()
+        self._url = URL(self._template.replace(JOB_PLACEHOLDER, "job"))
         self._timeout_s = timeout_s
         self._warn_every_s = warn_every_s
         self._queue: asyncio.Queue[_Ping | None] = asyncio.Queue()  # None: the end, from aclose
@@ -168,6 +180,8 @@ class Pinger:
 
     async def _send(self, session: aiohttp.ClientSession, ping: _Ping) -> None:
         url = self._url
+        if JOB_PLACEHOLDER in self._template:
+            url = URL(self._template.replace(JOB_PLACEHOLDER, quote(ping.run_key.split(":", 1)[0], safe="")))
         if ping.kind != "success":
             url = url.with_path(url.path.rstrip("/") + "/" + ping.kind).with_query(url.query)
         url = url.update_query(rid=run_id(ping.run_key))

@@ -179,8 +179,8 @@ class Runner:
         # Set by the service once they exist (the CLI has neither).
         self.watch: Watch | None = None
         self.pings: Pings | None = None
-        # FOOJOB_HEARTBEAT_URL is one check: it watches one job, FOOJOB_DEFAULT_JOB (others' pings
-        # would mix into it and hide its silence).
+        # FOOJOB_HEARTBEAT_URL is one check, which watches one job, FOOJOB_DEFAULT_JOB (others' pings
+        # would mix into it and hide its silence); with "{job}" in it, a check per job (None: all).
         self.ping_job: str | None = None
 
     def job(self, name: str) -> JobSpec:
@@ -325,7 +325,7 @@ class Runner:
                         log.debug("fire of %s for %s already claimed by another replica", job.name, scheduled_for)
                         return None
                 run_id = claim["id"]
-                if self.pings is not None and scheduled_for is not None and job.name == self.ping_job:
+                if self.pings is not None and scheduled_for is not None and self.ping_job in (None, job.name):
                     self.pings.started(_run_key(job.name, scheduled_for))
 
             card = _CardTimer(self, job.name, run_id, started_at) if self._notifier.cards(job.name) else None
@@ -338,7 +338,7 @@ class Runner:
                     card.cancel()
         for after in afters:
             after()
-        if self.pings is not None and scheduled_for is not None and job.name == self.ping_job and not retrying:
+        if self.pings is not None and scheduled_for is not None and self.ping_job in (None, job.name) and not retrying:
             key = _run_key(job.name, scheduled_for)
             if record.status == "succeeded":
                 self.pings.succeeded(key)

@@ -324,3 +324,25 @@ async def test_without_a_url_nothing_is_pinged() -> None:
     pinger = make_pinger(Secret(f"http://127.0.0.1:{closed_port()}/ping/{CHECK}"))
     assert isinstance(pinger, Pinger)
     await pinger.aclose(1.0)  # never started: closes cleanly all the same
+
+
+async def test_job_in_the_url_makes_a_check_per_job(hc: HcPing, pingers: Callable[..., Pinger]) -> None:
+    # Healthchecks' slug URLs: https://hc-ping.com/<ping key>/<slug>; "{job}" is each job's name.
+    pinger = pingers(hc.url("/ping/PINGKEY/{job}"))
+    pinger.start()
+    pinger.started("nightly-rollup:2026-11-26T03:00:00+00:00")
+    pinger.succeeded("nightly-rollup:2026-11-26T03:00:00+00:00")
+    pinger.failed(KEY, "boom")
+    await wait_until(lambda: len(hc.received) == 3, message="three pings")
+    assert hc.calls() == [("GET", "/ping/PINGKEY/nightly-rollup/start"), ("GET", "/ping/PINGKEY/nightly-rollup"),
+                          ("POST", "/ping/PINGKEY/foo/fail")]
+
+
+async def test_the_service_pings_each_jobs_check(spawn, db_url: str, hc: HcPing, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "rollup.sql").write_text("-- cron: * * * * * *\nSELECT 1 AS one;\n")
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON="* * * * * *", FOOJOB_JOBS_DIR=str(tmp_path),
+                      FOOJOB_HEARTBEAT_URL=hc.url("/ping/PINGKEY/{job}")).started()
+    await wait_until(lambda: {"/ping/PINGKEY/foo", "/ping/PINGKEY/rollup"} <= {path for _, path in hc.calls()},
+                     message="a success ping of each job")
+    assert await svc.stop() == 0
+    assert "PINGKEY" not in svc.stderr()  # the URL is a secret
