@@ -62,6 +62,8 @@ _REFUSED = {
     "RESET": "it changes the session beyond the run: use SET LOCAL",
     "LOAD": "it would outlive the run on a pooled connection",
 }
+# What may change a setting for the rest of the transaction: SET LOCAL, set_config(), SET ROLE…
+_SETS_SESSION = re.compile(r"(?is)^\s*set\b|\bset\s+(local|role|session)\b|\bset_config\b")
 # Names a job cannot take: they are words of /foojob (`/foojob schedule set …`).
 RESERVED = frozenset({"set", "reset", "help"})
 
@@ -91,6 +93,9 @@ class JobSpec:
     retries: int = 0
     retry_delay: timedelta = DEFAULT_RETRY_DELAY
     channel: str | None = None
+    # An SQL job whose statements may SET LOCAL what the run's own statements depend on (a
+    # search_path, a role, a timeout): the runner puts those back before recording the run.
+    sets_session: bool = False
 
     def retry_after(self, attempt: int) -> timedelta:
         """How long after attempt ``attempt`` (1 for the first try) the next one is made: the delay,
@@ -242,6 +247,7 @@ def sql_job(path: Path, defaults: Defaults) -> JobSpec:
             raise ConfigError(_where(path, statement.line), f"{statement.keyword} is not allowed here: {why}")
     return JobSpec(
         name=name, kind="sql", run=sql_job_runner([s.text for s in statements]),
+        sets_session=any(_SETS_SESSION.search(s.text) for s in statements),
         cron=setting("cron", _cron, None),
         timezone=setting("timezone", parse_zone, defaults.timezone),
         origin=_display(path),

@@ -362,7 +362,7 @@ class Runner:
         try:
             async with asyncio.timeout(timeout.total_seconds()) as deadline:
                 result = await job.run(JobContext(conn=conn, queries=q, timezone=job.timezone))
-                if job.kind == "sql":  # a file's SET LOCAL must not reach the run's own statements
+                if job.sets_session:  # a file's SET LOCAL must not reach the run's own statements
                     await conn.execute(q["restore_session"])
             json.dumps(result)  # a result that cannot be stored is the job's failure too
         except Exception as exc:
