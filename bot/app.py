@@ -285,6 +285,21 @@ async def _catch_up_job(settings: Settings, core: Core, replica: str, name: str,
                            "scheduled_for": latest.isoformat()})
 
 
+async def _sweep_cards(control: Control, tries: int = 30, every_s: float = 2.0) -> None:
+    """At start-up: the cards of runs whose replica died mid-run say so. A card whose job is still
+    locked (the dead process's backend lingers a moment, or a run is under way) is looked at again."""
+    for _ in range(tries):
+        try:
+            swept, waiting = await control.sweep_cards()
+        except DatabaseUnavailable:
+            return
+        if swept:
+            log.warning("%d card(s) of runs whose replica died mid-run now say so", swept)
+        if not waiting:
+            return
+        await asyncio.sleep(every_s)
+
+
 async def _goodbye(control: Control, replica: str, listener: Listener) -> None:
     # A clean stop says so at once: a fire right after it is then missed, and caught up. The
     # listener (which carries the heartbeat) stops first, so no heartbeat can undo the goodbye.
@@ -442,6 +457,8 @@ async def serve(settings: Settings) -> int:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(listener.beaten.wait(), 5)
             await catch_up(settings, core, replica, watcher)
+            if isinstance(core.notifier, OutboxNotifier) and core.notifier.cards_anywhere:
+                tasks.spawn(_sweep_cards(core.control))
             # Runs, delivered messages and audit older than FOOJOB_KEEP_RUNS: now, then hourly.
             pruner = Pruner(core.pool, core.queries, settings.keep_runs)
             pruner.start()

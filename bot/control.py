@@ -22,7 +22,14 @@ import asyncpg
 from bot.catalogue import Catalogue, JobSpec
 from bot.db import acquire
 from bot.errors import BadInput, Conflict, DatabaseUnavailable, UnknownJob
-from bot.messages import paused_message, resumed_message, schedule_changed_message, skip_message, unskip_message
+from bot.messages import (
+    paused_message,
+    resumed_message,
+    schedule_changed_message,
+    skip_message,
+    unfinished_card,
+    unskip_message,
+)
 from bot.model import JobState, RunRecord, Status
 from bot.notify import AfterCommit, Message, Notifier, nothing, stage
 from bot.runner import Runner
@@ -499,6 +506,26 @@ class Control:
             return None
         error = str(row["last_error"]).rsplit(": ", 1)[-1]
         return f"{error} ({row['channel']})"
+
+    async def sweep_cards(self) -> tuple[int, int]:
+        """Edit the cards of runs whose replica died mid-run (they would say "running" for ever):
+        only where no run of the job is in progress (a dead client's backend may hold the job's
+        lock a moment longer). Returns how many were edited, and how many wait for their job."""
+        async with self._conn() as conn:
+            orphans = await conn.fetch(self._q["orphan_cards"])
+            swept = waiting = 0
+            for orphan in orphans:
+                if await conn.fetchval(self._q["job_is_running"], orphan["job"]):
+                    waiting += 1
+                    continue
+                run_id = int(str(orphan["card"]).removeprefix("run:"))
+                message = unfinished_card(orphan["job"], run_id, orphan["created_at"],
+                                          "its replica stopped before the run ended", self._tz)
+                async with conn.transaction():
+                    after = await stage(self._notifier, conn, self._q, message)
+                after()
+                swept += 1
+        return swept, waiting
 
     async def outbox_depth(self) -> tuple[int, float]:
         """Messages waiting for Slack, and the age in seconds of the oldest (0 when none)."""

@@ -510,3 +510,14 @@ SELECT channel, last_error FROM foojob_outbox
 WHERE channel IS NOT NULL AND failed_at > now() - interval '1 hour'
   AND last_error ~ '(not_in_channel|channel_not_found|is_archived)'
 ORDER BY id DESC LIMIT 1;
+
+-- name: orphan_cards
+-- Cards still saying "running" (posted 2 s into a run) whose run never committed and was not
+-- edited since: their replica died mid-run (the run's transaction went with it). The caller checks
+-- that no run of the job is in progress (job_is_running) before it edits one.
+SELECT o.card, o.job, o.created_at FROM foojob_outbox o
+WHERE o.method = 'post' AND o.card LIKE 'run:%' AND o.delivered_at IS NOT NULL
+  AND o.created_at > now() - interval '1 day' AND o.payload ->> 'text' LIKE '%running since%'
+  AND NOT EXISTS (SELECT 1 FROM foojob_outbox u WHERE u.card = o.card AND u.id > o.id)
+  AND NOT EXISTS (SELECT 1 FROM foojob_runs r WHERE r.id = substr(o.card, 5)::bigint)
+ORDER BY o.id;

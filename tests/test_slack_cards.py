@@ -4,6 +4,7 @@ as new messages, Slack's pace and refusals kept — and a backlog that folds its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,26 @@ async def test_a_run_that_never_commits_does_not_leave_its_card_running(spawn: S
     [edit] = await wait_until(lambda: _calls(slack, "chat.update", "did not finish"), message="the card edited")
     ts = next(t for t, m in slack.messages.items() if "sleepy" in m["text"])
     assert edit["ts"] == ts and "nothing of it was kept" in slack.messages[ts]["text"]
+
+
+async def test_the_card_of_a_replica_killed_mid_run_says_so_at_the_next_start(
+        spawn: Spawner, slack: SlackSimulator, db_url: str, db: asyncpg.Connection, http: aiohttp.ClientSession,
+        tmp_path: Path) -> None:
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    (folder / "sleepy.sql").write_text(f"-- cron: {NEVER_SOON}\nSELECT pg_sleep(30) IS NOT NULL AS slept;\n")
+    env = {"SLACK_CHANNEL": "C0OPS", "FOOJOB_JOBS_DIR": str(folder)}
+    first = await start(spawn, slack, db_url, **env)
+    running = asyncio.ensure_future(get_json(http, "POST", f"{first.url}/jobs/sleepy/runNow"))
+    await wait_until(lambda: db.fetchval("SELECT count(*) FROM foojob_outbox WHERE payload->>'text' LIKE "
+                                         "'%sleepy running since%' AND delivered_at IS NOT NULL"),
+                     message="the card posted (and marked so)")
+    first.kill()  # mid-run: the run's transaction goes with it, its card stays "running"
+    with contextlib.suppress(aiohttp.ClientError):
+        await running
+    second = await start(spawn, slack, db_url, **env)
+    [edit] = await wait_until(lambda: _calls(slack, "chat.update", "its replica stopped"), message="the card swept")
+    ts = next(t for t, m in slack.messages.items() if "sleepy" in m["text"])
+    assert edit["ts"] == ts and "did not finish" in slack.messages[ts]["text"]
+    assert await second.stop() == 0
+    assert await db.fetchval("SELECT count(*) FROM foojob_runs") == 0
