@@ -504,10 +504,7 @@ class SlackSurface:
             if job not in self._control.jobs:
                 raise modals.FieldError("reason", f"There is no job {job[:40]!r} to pause.")
             duration, reason = modals.read_pause((view.get("state") or {}).get("values") or {})
-            verdict = await self._in_time(self._roles.check(user, "operator"), "reason")
-            if not verdict.allowed:
-                log.warning("refused a pause modal from %s (not one of the operators)", user)
-                raise modals.FieldError("reason", verdict.why)
+            await self._modal_allowed(user, "operator", "reason")
         except modals.FieldError as exc:
             await ack(response_action="errors", errors={exc.block_id: messages.truncate(str(exc), 150)})
             return
@@ -529,10 +526,7 @@ class SlackSurface:
             cron, zone = modals.typed((view.get("state") or {}).get("values") or {})
             current = await self._in_time(self._control.schedule(job), "cron")  # its zone is kept if none is typed
             proposed = modals.proposal(current, cron, zone)
-            verdict = await self._in_time(self._roles.check(user, "scheduler"), "cron")
-            if not verdict.allowed:
-                log.warning("refused a schedule modal from %s (not one of the schedulers)", user)
-                raise modals.FieldError("cron", verdict.why)
+            await self._modal_allowed(user, "scheduler", "cron")
         except modals.FieldError as exc:
             await ack(response_action="errors", errors={exc.block_id: messages.truncate(str(exc), 150)})
             return
@@ -546,6 +540,13 @@ class SlackSurface:
                                      messages.schedule_changed_message(old, new, user, "schedule-set", self._tz))
 
         self._work(self._then_home(change(), client, user if home else None), _nowhere)
+
+    async def _modal_allowed(self, user: str, role: Role, field: str) -> None:
+        """The role, checked again on a modal's submission: a refusal is shown on ``field``."""
+        verdict = await self._in_time(self._roles.check(user, role), field)
+        if not verdict.allowed:
+            log.warning("refused a modal's submission from %s (not one of the %ss)", user, role)
+            raise modals.FieldError(field, verdict.why)
 
     async def _in_time(self, step: Awaitable[T], field: str) -> T:
         """A step before a modal's ack, which Slack waits 3 s for: past ``MODAL_STEP_S`` the user is
