@@ -5,7 +5,8 @@ Every replica runs a :class:`Dispatcher`. Only the oldest pending message may be
 is locked (``FOR UPDATE SKIP LOCKED``) for the length of the POST, so replicas never deliver two
 messages at once nor one message twice, and order holds. The lock is held in a transaction that
 marks the message delivered when Slack says so: a crash before that COMMIT leaves the message
-pending for the next dispatcher — delivered once normally, at least once across a crash.
+pending for the next dispatcher — delivered once normally, at least once across a crash (for the
+webhook; a post through the Web API looks for itself before it is made again, below).
 
 Slack's rules for incoming webhooks: about one message a second (short bursts allowed), 429 with
 ``Retry-After`` when faster; 400 ``invalid_payload``, 403 ``action_prohibited``, 404
@@ -21,9 +22,12 @@ data on the row (``channel``, ``method``, ``card``), and the ``ts`` of a deliver
 with it for the edit and the replies. An edit or a reply always goes after the post it needs
 (the queue's order); one whose card was never posted (set aside for good) is posted as a new
 message, and so is an edit Slack will not make (``message_not_found``, ``edit_window_closed``):
-a result is never lost for want of its card. Slack's answers that will never change
-(``not_in_channel``, ``channel_not_found``, ``is_archived``, ``invalid_blocks``…) set the message
-aside with the reason, one clear log line a minute per channel, and ``/healthz`` says so.
+a result is never lost for want of its card. A post is not idempotent, so each carries its outbox
+id as message metadata, and a post tried before reads the channel back first: a card whose
+answer was lost is not posted twice (a run's card is one message whatever the retries). Slack's
+answers that will never change (``not_in_channel``, ``channel_not_found``, ``is_archived``,
+``invalid_blocks``…) set the message aside with the reason, one clear log line a minute per
+channel, and ``/healthz`` says so.
 
 A backlog never goes stale: when more than ``FOLD_DEPTH`` messages wait, or the oldest has waited
 ``FOLD_AGE_S``, the plain successes of the head's job that wait before its next other message
@@ -79,6 +83,10 @@ EDIT_REFUSED = frozenset({"message_not_found", "cant_update_message", "edit_wind
 # A channel the bot cannot post in: said on /healthz, and in one log line a minute.
 CHANNEL_ERRORS = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
 UTC_ZONE = ZoneInfo("UTC")
+# The metadata every Web API post carries (its outbox id), by which a retried post finds itself.
+METADATA_EVENT = "foojob_message"
+# How many pages (of 200 messages) of a channel's history a retried post reads looking for itself.
+LOOKUP_PAGES = 5
 FOLD_DEPTH = 20
 FOLD_AGE_S = 60.0
 
@@ -300,6 +308,14 @@ class Dispatcher:
             elif ts is not None:
                 body["thread_ts"] = ts
             # (No ts: the card was never posted, set aside for good: this is a new message.)
+        if api == "chat.postMessage":
+            # A post is not idempotent: it carries its outbox id, and a post tried before (whose
+            # answer may have been lost after Slack took it) first looks for itself in the channel.
+            body["metadata"] = {"event_type": METADATA_EVENT, "event_payload": {"outbox_id": head["id"]}}
+            if head["attempts"] > 0:
+                found = await self._already_posted(head, channel, body.get("thread_ts"))
+                if found is not None:
+                    return found
         outcome = await post_to_channel(self._session, self._api_url, self._token, api, body)
         refused = EDIT_REFUSED if api == "chat.update" else THREAD_REFUSED if "thread_ts" in body else frozenset()
         if outcome.error in refused:
@@ -308,6 +324,61 @@ class Dispatcher:
             outcome = await post_to_channel(self._session, self._api_url, self._token, "chat.postMessage",
                                             {"channel": channel, **payload})
         return outcome
+
+    async def _already_posted(self, head: Mapping[str, Any], channel: str, thread_ts: str | None) -> Outcome | None:
+        """Whether an earlier attempt of this post reached the channel (its answer lost: a timeout,
+        a dropped connection, a 5xx after Slack took it): the message carrying its outbox id in its
+        metadata, read back with ``conversations.history`` (``conversations.replies`` in a thread),
+        ``include_all_metadata`` (api.slack.com/methods/conversations.history). A delivered
+        Outcome with its ts if so; a retry Outcome if Slack could not be asked now (nothing is
+        posted blind while a look is merely delayed); None: not there, post it. When the look is
+        refused for good (the app lacks ``channels:history``), the message is posted again: at
+        least once, never lost; one log line a minute says why."""
+        assert self._session is not None and self._token is not None
+        method = "conversations.replies" if thread_ts else "conversations.history"
+        params = {"channel": channel, "oldest": f"{head['created_at'].timestamp() - 1:.6f}",
+                  "include_all_metadata": "true", "limit": "200", **({"ts": thread_ts} if thread_ts else {})}
+        for _page in range(LOOKUP_PAGES):
+            try:
+                async with self._session.get(f"{self._api_url}{method}", params=params,
+                                             headers={"Authorization": f"Bearer {self._token.reveal()}"}) as resp:
+                    if resp.status == 429:
+                        return Outcome(retry_after=_retry_after(resp.headers.get("Retry-After")),
+                                       detail=f"HTTP 429 ratelimited ({method})")
+                    if resp.status >= 300:
+                        return Outcome(detail=f"HTTP {resp.status} ({method})")
+                    answer = await resp.json(content_type=None)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                return Outcome(detail=f"{type(exc).__name__} ({method})")
+            if not isinstance(answer, dict):
+                return Outcome(detail=f"{method}: not a JSON object")
+            if not answer.get("ok"):
+                error = str(answer.get("error") or "unknown_error")[:100]
+                if error in RETRYABLE_ERRORS or error == "ratelimited":
+                    return Outcome(detail=f"{method}: {error}")
+                self._cannot_look(channel, method, error)
+                return None
+            for message in answer.get("messages") or []:
+                metadata = message.get("metadata") if isinstance(message, dict) else None
+                if (isinstance(metadata, dict) and metadata.get("event_type") == METADATA_EVENT
+                        and isinstance(metadata.get("event_payload"), dict)
+                        and metadata["event_payload"].get("outbox_id") == head["id"]):
+                    log.info("outbox: message %d was already in channel %s (an earlier attempt's answer was lost): "
+                             "not posted twice", head["id"], channel)
+                    return Outcome(delivered=True, ts=str(message.get("ts") or "") or None)
+            cursor = (answer.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+            params["cursor"] = cursor
+        return None
+
+    def _cannot_look(self, channel: str, method: str, error: str) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._told.get(f"look:{channel}", -math.inf) >= 60.0:
+            self._told[f"look:{channel}"] = now
+            log.warning("outbox: cannot read channel %s back (%s: %s) to see whether a post whose answer was lost "
+                        "reached it: posting again, so it may show twice (give the app channels:history and "
+                        "groups:history)", channel, method, error)
 
     def _refused(self, head: Mapping[str, Any], outcome: Outcome) -> None:
         channel = head["channel"]

@@ -12,7 +12,11 @@ and of slack_sdk's own tests/slack_sdk/socket_mode/mock_socket_mode_server.py):
 * ``POST /api/chat.postMessage`` (a ``ts`` each; ``thread_ts`` for a reply) and ``POST /api/chat.update``
   (the message of that ``ts`` edited): checked for Block Kit's limits and kept in ``messages`` by
   ts, with every call in ``chat_calls``; a channel in ``outside`` answers ``not_in_channel``;
-  ``chat_script`` answers the next calls of a method as scripted (an error, or ``(429, seconds)``);
+  ``chat_script`` answers the next calls of a method as scripted (an error, ``(429, seconds)``, or
+  ``"lost"``: the post is taken and the connection dropped before the answer; ``"lost in thread"``:
+  the next reply's);
+* ``GET /api/conversations.history`` and ``conversations.replies``: a channel's messages (with
+  their ``metadata`` when ``include_all_metadata``), as a retried post reads them back;
 * ``POST /api/views.publish``: recorded;
 * ``POST /api/views.open`` and ``POST /api/views.update``: a modal, checked as Slack would (slack_sdk's
   own models: a title of 24 characters at most…), kept in ``modals`` by view ID; the test then
@@ -75,6 +79,7 @@ class SlackSimulator:
     chat_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (method, body), in order
     chat_script: list[tuple[str, Any]] = field(default_factory=list)  # (method, error | (429, seconds))
     outside: set[str] = field(default_factory=set)  # channels the bot is not in
+    unreadable: set[str] = field(default_factory=set)  # channels whose history the app may not read
     modal_updates: int = 0
     group_errors: dict[str, str] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -92,6 +97,8 @@ class SlackSimulator:
         app.router.add_post("/api/views.open", self._views_open)
         app.router.add_post("/api/views.update", self._views_update)
         app.router.add_route("*", "/api/usergroups.users.list", self._usergroup_members)  # slack_sdk GETs it
+        app.router.add_route("*", "/api/conversations.history", self._history)
+        app.router.add_route("*", "/api/conversations.replies", self._history)
         app.router.add_get("/link", self._link)
         app.router.add_post("/response/{id}", self._response)
         app.router.add_post("/hooks/{tail:.*}", self._hook)
@@ -144,7 +151,7 @@ class SlackSimulator:
 
     def _scripted(self, method: str) -> web.Response | None:
         for i, (scripted, answer) in enumerate(self.chat_script):
-            if scripted == method:
+            if scripted == method and answer not in ("lost", "lost in thread"):  # (those: _lose_next)
                 del self.chat_script[i]
                 if isinstance(answer, tuple):
                     return web.json_response({"ok": False, "error": "ratelimited"}, status=answer[0],
@@ -171,6 +178,7 @@ class SlackSimulator:
         return body, None
 
     async def _post_message(self, request: web.Request) -> web.Response:
+        lost = self._lose_next("chat.postMessage", await self._body(request))
         body, refusal = await self._chat(request, "chat.postMessage")
         if refusal is not None:
             return refusal
@@ -181,7 +189,52 @@ class SlackSimulator:
         while ts in self.messages:  # one ts a message
             ts = f"{float(ts) + 0.000001:.6f}"
         self.messages[ts] = {**body, "ts": ts}
+        if lost:  # Slack took the message; its answer never reaches the client
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=200)  # written to a closed connection: nobody reads it
         return web.json_response({"ok": True, "channel": body.get("channel"), "ts": ts})
+
+    def _lose_next(self, method: str, body: dict[str, Any]) -> bool:
+        """Whether the script says this call's answer is lost (``(method, "lost")``; ``"lost in
+        thread"``: the next reply's): the message is taken, and the connection dropped before the
+        answer."""
+        for i, (scripted, answer) in enumerate(self.chat_script):
+            if answer == "lost in thread" and not body.get("thread_ts"):
+                continue
+            if scripted == method:
+                if answer in ("lost", "lost in thread"):
+                    del self.chat_script[i]
+                    return True
+                return False
+        return False
+
+    async def _history(self, request: web.Request) -> web.Response:
+        """``conversations.history`` (a channel's messages, newest first, no thread replies) and
+        ``conversations.replies`` (a thread, oldest first), after ``oldest``; a message's
+        ``metadata`` only with ``include_all_metadata``. Needs the history scope: a channel in
+        ``unreadable`` answers ``missing_scope``."""
+        method = request.path.rsplit("/", 1)[1]
+        self.api_calls.append(method)
+        form = {**request.query, **(await self._body(request) if request.method == "POST" else {})}
+        if self._token(request, form) != BOT_TOKEN:
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        channel = form.get("channel")
+        if channel in self.unreadable:
+            return web.json_response({"ok": False, "error": "missing_scope", "needed": "channels:history"})
+        oldest = float(form.get("oldest") or 0)
+        metadata = str(form.get("include_all_metadata", "")).lower() in ("true", "1")
+        found = [m for m in self.messages.values() if m.get("channel") == channel and float(m["ts"]) > oldest]
+        if method == "conversations.replies":
+            thread = str(form.get("ts", ""))
+            found = sorted((m for m in found if m["ts"] == thread or m.get("thread_ts") == thread),
+                           key=lambda m: float(m["ts"]))
+        else:
+            found = sorted((m for m in found if not m.get("thread_ts")), key=lambda m: -float(m["ts"]))
+        shown = [{"type": "message", "ts": m["ts"], "text": m.get("text", ""),
+                  **({"metadata": m["metadata"]} if metadata and m.get("metadata") else {})} for m in found]
+        return web.json_response({"ok": True, "messages": shown, "has_more": False,
+                                  "response_metadata": {"next_cursor": ""}})
 
     async def _update_message(self, request: web.Request) -> web.Response:
         body, refusal = await self._chat(request, "chat.update")

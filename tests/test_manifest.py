@@ -83,6 +83,8 @@ def test_manifest_has_what_foojob_needs() -> None:
     [command] = m["features"]["slash_commands"]
     assert command["command"] == "/foojob" and "url" not in command
     # chat:write.public: post cards in a public channel the bot has not joined (SLACK_CHANNEL);
-    # usergroups:read: the members of the user groups in SLACK_ALLOWED_USERS / SLACK_SCHEDULERS.
+    # usergroups:read: the members of the user groups in SLACK_ALLOWED_USERS / SLACK_SCHEDULERS;
+    # channels:history / groups:history: a post whose answer was lost reads the channel back.
     assert set(m["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "chat:write.public",
-                                                       "incoming-webhook", "usergroups:read"}
+                                                       "incoming-webhook", "usergroups:read",
+                                                       "channels:history", "groups:history"}

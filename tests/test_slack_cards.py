@@ -144,6 +144,44 @@ async def test_a_rate_limited_edit_waits_for_retry_after(spawn: Spawner, slack: 
     assert slack.messages[ts]["edits"] == 1 and len(_calls(slack, "chat.postMessage", "slow")) == 1
 
 
+async def test_a_post_whose_answer_was_lost_is_not_posted_twice(spawn: Spawner, slack: SlackSimulator, db_url: str,
+                                                                db: asyncpg.Connection, http: aiohttp.ClientSession,
+                                                                tmp_path: Path) -> None:
+    # Slack takes the card and the connection drops before its answer: the retry reads the channel
+    # back, finds the card by its metadata, and edits that one. Same for a reply in its thread.
+    svc = await start(spawn, slack, db_url, SLACK_CHANNEL="C0OPS", FOOJOB_JOBS_DIR=_jobs(tmp_path / "jobs"))
+    slack.chat_script.append(("chat.postMessage", "lost"))
+    await _run_now(http, svc, "slow")
+    await wait_until(lambda: _calls(slack, "chat.update", "slow succeeded"), timeout=15, message="the card edited")
+    cards = [m for m in slack.messages.values() if "slow" in m["text"]]
+    assert len(cards) == 1 and cards[0]["edits"] == 1 and "slow succeeded" in cards[0]["text"]
+    assert "conversations.history" in slack.api_calls
+    assert "was already in channel C0OPS (an earlier attempt's answer was lost): not posted twice" in svc.stderr()
+    row = await db.fetchrow("SELECT * FROM foojob_outbox WHERE method = 'post' AND card IS NOT NULL")
+    assert row["delivered_at"] is not None and row["ts"] == cards[0]["ts"]
+
+    slack.chat_script.append(("chat.postMessage", "lost in thread"))  # the thread reply's answer is lost
+    await _run_now(http, svc, "many")
+    await wait_until(lambda: any("rows 6 to 12" in m["text"] for m in slack.messages.values()), message="the reply")
+    await wait_until(lambda: db.fetchval("SELECT count(*) = 0 FROM foojob_outbox WHERE delivered_at IS NULL"),
+                     timeout=15, message="the queue delivered")
+    assert sum("rows 6 to 12" in m["text"] for m in slack.messages.values()) == 1
+    assert "conversations.replies" in slack.api_calls
+
+
+async def test_a_lost_answer_without_the_history_scope_posts_again_and_says_so(spawn: Spawner, slack: SlackSimulator,
+                                                                               db_url: str, http: aiohttp.ClientSession,
+                                                                               tmp_path: Path) -> None:
+    # The app cannot read the channel back: at least once (two cards), never lost, and the log says why.
+    slack.unreadable.add("C0OPS")
+    svc = await start(spawn, slack, db_url, SLACK_CHANNEL="C0OPS", FOOJOB_JOBS_DIR=_jobs(tmp_path / "jobs"))
+    slack.chat_script.append(("chat.postMessage", "lost"))
+    await _run_now(http, svc, "quick")
+    await wait_until(lambda: sum("quick succeeded" in m["text"] for m in slack.messages.values()) == 2, timeout=15,
+                     message="the result posted again")
+    assert "cannot read channel C0OPS back (conversations.history: missing_scope)" in svc.stderr()
+
+
 async def test_a_backlog_folds_its_successes_and_never_a_failure(spawn: Spawner, db_url: str, db: asyncpg.Connection,
                                                                  webhook: WebhookSink) -> None:
     webhook.down = True  # Slack is away: results pile up, one a second
