@@ -429,9 +429,16 @@ async def serve(settings: Settings) -> int:
                 if said.outbox_pending and dispatcher is not None:  # left by a replica that died before delivering it
                     dispatcher.wake()
 
+            surfaces: list[SlackSurface] = []  # the Slack surface, once on: told of user groups' changes
+
+            def group_changed(group: str) -> None:  # Slack told another replica
+                for surface in surfaces:
+                    surface.forget_group(group)
+
             listener = Listener(core.dsn, {
                 "foojob_control": lambda job: tasks.spawn(reread(job, noticed=True)),
                 "foojob_retry": lambda job: tasks.spawn(retrier.reload(job)),
+                "foojob_roles": group_changed,
             }, on_connect, beat, HEARTBEAT_S)
             await _answered(core.control.watch_changes, started)  # changes made elsewhere from now on are told
             listener.start()
@@ -450,6 +457,7 @@ async def serve(settings: Settings) -> int:
             slack = await start_slack(settings, core) if settings.slack_enabled else None
             if slack is not None:
                 backend.slack_health = slack.health
+                surfaces.append(slack)
             else:
                 log.info("Slack control surface off: set SLACK_BOT_TOKEN and SLACK_APP_TOKEN to turn it on")
             # The first heartbeat before catching up and firing: this replica is on record, and knows

@@ -478,6 +478,11 @@ class Control:
         return Beat(speaker=row["speaker"] == replica, outbox_pending=bool(row["outbox_pending"]),
                     rank=int(row["rank"]), replicas=int(row["replicas"]))
 
+    async def group_changed(self, group: str) -> None:
+        """Tell every replica that a Slack user group's members changed (Slack tells one)."""
+        async with self._conn() as conn:
+            await conn.execute(self._q["notify_roles"], group)
+
     async def goodbye(self, replica: str) -> None:
         async with self._conn() as conn:
             await conn.execute(self._q["replica_gone"], replica)

@@ -315,6 +315,11 @@ RETURNING key;
 -- name: notify_control
 SELECT pg_notify('foojob_control', $1);
 
+-- name: notify_roles
+-- Slack said a user group's members changed ($1: its ID) to one replica: every replica reads the
+-- group again at its next check.
+SELECT pg_notify('foojob_roles', $1);
+
 -- name: outbox_add
 -- One outbox row as bot.notify.outbox_row makes it.
 INSERT INTO foojob_outbox (payload, channel, method, card, job, kind)

@@ -372,18 +372,21 @@ class SlackSimulator:
     def connected(self) -> bool:
         return any(not ws.closed for ws in self.sockets)
 
-    async def _push(self, kind: str, payload: dict[str, Any], *, accepts_response_payload: bool) -> Envelope:
+    async def _push(self, kind: str, payload: dict[str, Any], *, accepts_response_payload: bool,
+                    socket: int = -1) -> Envelope:
+        """Send an envelope over one Socket Mode connection: the newest, or ``socket`` (their index in
+        the order they connected: with several replicas, which one Slack picks)."""
         live = [ws for ws in self.sockets if not ws.closed]
         if not live:
             raise AssertionError("no Socket Mode connection to push to")
         envelope_id = str(uuid.uuid4())
         sent = time.monotonic()
-        await live[-1].send_json({"envelope_id": envelope_id, "type": kind, "payload": payload,
+        await live[socket].send_json({"envelope_id": envelope_id, "type": kind, "payload": payload,
                                   "accepts_response_payload": accepts_response_payload, "retry_attempt": 0,
                                   "retry_reason": ""})
         return Envelope(envelope_id, sent, payload.get("response_url", "").rsplit("/", 1)[-1])
 
-    async def command(self, text: str, *, user: str = "U0ALICE", channel: str = "C0OPS") -> Envelope:
+    async def command(self, text: str, *, user: str = "U0ALICE", channel: str = "C0OPS", socket: int = -1) -> Envelope:
         rid = f"cmd{next(self._ids)}"
         payload = {
             "token": "legacy-verification-token", "team_id": TEAM, "team_domain": "sim",
@@ -391,7 +394,7 @@ class SlackSimulator:
             "command": "/foojob", "text": text, "api_app_id": APP_ID, "is_enterprise_install": "false",
             "response_url": f"{self.base}/response/{rid}", "trigger_id": f"trig.{rid}",
         }
-        return await self._push("slash_commands", payload, accepts_response_payload=True)
+        return await self._push("slash_commands", payload, accepts_response_payload=True, socket=socket)
 
     async def click(self, action_id: str, value: str, *, user: str = "U0ALICE", channel: str = "C0OPS",
                     message_ts: str = "1700000000.000100", ephemeral: bool = False) -> Envelope:
@@ -478,7 +481,7 @@ class SlackSimulator:
                    "view": view, "response_urls": []}
         return await self._push("interactive", payload, accepts_response_payload=True)
 
-    async def members_changed(self, group: str) -> Envelope:
+    async def members_changed(self, group: str, *, socket: int = -1) -> Envelope:
         """Slack's ``subteam_members_changed`` event: a user group's members changed."""
         payload = {
             "token": "legacy-verification-token", "team_id": TEAM, "api_app_id": APP_ID,
@@ -491,7 +494,7 @@ class SlackSimulator:
                                 "is_enterprise_install": False}],
             "is_ext_shared_channel": False,
         }
-        return await self._push("events_api", payload, accepts_response_payload=False)
+        return await self._push("events_api", payload, accepts_response_payload=False, socket=socket)
 
     async def refresh(self) -> None:
         """Ask every client to reconnect, as Slack does a few times an hour."""

@@ -51,10 +51,30 @@ async def test_a_user_groups_members_may_act_and_others_are_told_the_role(
     assert svc.stderr().count("not one of the operators") >= 3
 
 
-async def _refused(slack: SlackSimulator, user: str) -> bool:
-    env = await slack.command("resume", user=user)
+async def _refused(slack: SlackSimulator, user: str, socket: int = -1) -> bool:
+    env = await slack.command("resume", user=user, socket=socket)
     [reply] = await replies(slack, env)
     return "only *operators*" in reply["text"]
+
+
+async def test_a_groups_change_reaches_every_replica(spawn: Spawner, slack: SlackSimulator, db_url: str,
+                                                     db: asyncpg.Connection) -> None:
+    # Slack tells one replica (one Socket Mode connection) that a group changed; a removed member
+    # loses the right on every replica at once, not 5 minutes later on the others.
+    slack.groups["S0OPS"] = ["U0ALICE", "U0BOB"]
+    await start(spawn, slack, db_url, SLACK_ALLOWED_USERS="S0OPS")
+    await start(spawn, slack, db_url, SLACK_ALLOWED_USERS="S0OPS")
+    await wait_until(lambda: len([ws for ws in slack.sockets if not ws.closed]) == 2, message="two replicas on Slack")
+    for socket in (0, 1):  # each replica reads the group, and keeps it
+        await replies(slack, await slack.command("pause", user="U0BOB", socket=socket))
+        await replies(slack, await slack.command("resume", user="U0BOB", socket=socket))
+    reads = slack.api_calls.count("usergroups.users.list")
+    assert reads == 2 and not await _paused(db)
+    slack.groups["S0OPS"] = ["U0ALICE"]
+    await slack.members_changed("S0OPS", socket=0)
+    await wait_until(lambda: _refused(slack, "U0BOB", socket=1), timeout=5,
+                     message="Bob refused on the other replica too")
+    assert not await _paused(db) and slack.api_calls.count("usergroups.users.list") == reads + 1
 
 
 async def test_a_group_that_cannot_be_read_refuses_and_says_why(

@@ -224,8 +224,18 @@ class SlackSurface:
 
     async def _on_members_changed(self, event: dict[str, Any]) -> None:
         """A user group's members changed: read them again at the next check (a removed member loses
-        the right at once)."""
-        self._roles.forget(event.get("subteam_id"))
+        the right at once) — here, and on every other replica (Slack tells one connection only)."""
+        group = event.get("subteam_id")
+        self._roles.forget(group)
+        try:
+            await self._control.group_changed(str(group or ""))
+        except FoojobError as exc:
+            log.warning("could not tell the other replicas that user group %s changed (%s): they read it again "
+                        "within 5 minutes", group, exc)
+
+    def forget_group(self, group: str) -> None:
+        """Another replica heard that ``group`` changed ("": every group)."""
+        self._roles.forget(group or None)
 
     async def _on_command(self, ack: Callable[..., Awaitable[None]], command: dict[str, Any]) -> None:
         user = command.get("user_id", "")
