@@ -1,12 +1,14 @@
 """Delivers the outbox to Slack — the webhook, or channels through the Web API — in order, at
 Slack's pace, with retries, on any replica.
 
-Every replica runs a :class:`Dispatcher`. Only the oldest pending message may be delivered, and it
-is locked (``FOR UPDATE SKIP LOCKED``) for the length of the POST, so replicas never deliver two
-messages at once nor one message twice, and order holds. The lock is held in a transaction that
-marks the message delivered when Slack says so: a crash before that COMMIT leaves the message
-pending for the next dispatcher — delivered once normally, at least once across a crash (for the
-webhook; a post through the Web API looks for itself before it is made again, below).
+Every replica runs a :class:`Dispatcher`. Only the oldest pending message of a destination (the
+webhook, or a channel) may be delivered, and it is locked (``FOR UPDATE SKIP LOCKED``) for the
+length of the POST, so replicas never deliver one message twice, and order holds per destination;
+a destination that waits (``Retry-After``, a retry's backoff) holds up only its own messages.
+The lock is held in a transaction that marks the message delivered when Slack says so: a crash
+before that COMMIT leaves the message pending for the next dispatcher — delivered once normally,
+at least once across a crash. (A failed attempt whose answer was lost is another matter: through
+the Web API, the next attempt first looks for the post in the channel, below.)
 
 Slack's rules for incoming webhooks: about one message a second (short bursts allowed), 429 with
 ``Retry-After`` when faster; 400 ``invalid_payload``, 403 ``action_prohibited``, 404
@@ -179,7 +181,6 @@ class Dispatcher:
         self._base, self._cap = backoff_base_s, backoff_cap_s
         self._idle = idle_poll_s
         self._wake = asyncio.Event()  # something new may be in the queue
-        self._halt = asyncio.Event()  # stopping
         self._stopping = False
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
@@ -189,16 +190,14 @@ class Dispatcher:
         self._task = asyncio.create_task(self._run(), name="outbox-dispatcher")
 
     def wake(self) -> None:
-        """A message was added: look now if the dispatcher was waiting for one. (While it waits for
-        Slack's pace or a retry, a message at the back of the queue changes nothing: it goes on
-        when the wait is over.)"""
+        """A message was added: look now (it may be for a destination that does not wait, while the
+        one the dispatcher waits for holds only its own)."""
         self._wake.set()
 
     async def stop(self, within_s: float) -> None:
         """Finish the delivery in progress (if any), then stop; what is pending stays for later."""
         self._stopping = True
         self._wake.set()
-        self._halt.set()
         if self._task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), within_s)
@@ -247,8 +246,8 @@ class Dispatcher:
                     await asyncio.wait_for(self._wake.wait(), self._idle)
                 elif wait == HEAD_ELSEWHERE:
                     await asyncio.wait_for(self._wake.wait(), HEAD_ELSEWHERE_S)
-                else:
-                    await asyncio.wait_for(self._halt.wait(), wait)
+                else:  # (stop() wakes it too)
+                    await asyncio.wait_for(self._wake.wait(), wait)
 
     async def deliver_one(self) -> float | None:
         """Try the head of the queue. None: go again at once; QUEUE_EMPTY: nothing to do until a
@@ -261,7 +260,7 @@ class Dispatcher:
                 # Empty; or another replica has the head, and goes on to the rest — unless a message
                 # came after its last look: look again shortly while anything waits.
                 return HEAD_ELSEWHERE if head["pending"] else QUEUE_EMPTY
-            if head["wait_s"] > 0:  # the head waits for its retry: nothing may pass it
+            if head["wait_s"] > 0:  # the head due first waits for its retry: so does every other
                 return float(head["wait_s"])
             if await conn.fetchval(self._q["outbox_take_token"], self._rate, self._burst,
                                    head["channel"] or "webhook") is None:

@@ -327,11 +327,14 @@ SELECT $1::jsonb -> 'payload', $1::jsonb ->> 'channel', coalesce($1::jsonb ->> '
        $1::jsonb ->> 'card', $1::jsonb ->> 'job', $1::jsonb ->> 'kind';
 
 -- name: outbox_head
--- Only the oldest pending message may go (order); if another replica holds it, nothing does.
+-- Only the oldest pending message of a destination (the webhook, or a channel) may go: order is
+-- per destination, and a destination that waits (Slack's Retry-After, a retry's backoff) holds
+-- only its own messages. Of the heads not held by another replica, the one due first (then the
+-- oldest) comes back, with how long it still waits.
 -- The pending test is repeated outside the subquery: if another replica delivers the row and
 -- commits between this statement's snapshot and its lock, PostgreSQL re-checks the outer WHERE
 -- on the new row version only, and without it would hand back a message already delivered.
--- pending: whether any message waits (true with no id: another replica holds the head).
+-- pending: whether any message waits (true with no id: other replicas hold every head).
 SELECT head.id, head.payload, head.attempts, head.wait_s, head.channel, head.method, head.card, head.job,
        head.kind, head.created_at, queue.pending
 FROM (SELECT EXISTS (SELECT 1 FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL) AS pending) AS queue
@@ -339,8 +342,10 @@ LEFT JOIN LATERAL (
     SELECT id, payload, attempts, greatest(0, extract(epoch FROM next_attempt_at - clock_timestamp())) AS wait_s,
            channel, method, card, job, kind, created_at
     FROM foojob_outbox
-    WHERE id = (SELECT min(id) FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL)
+    WHERE id IN (SELECT min(id) FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL GROUP BY channel)
       AND delivered_at IS NULL AND failed_at IS NULL
+    ORDER BY next_attempt_at, id
+    LIMIT 1
     FOR UPDATE SKIP LOCKED
 ) AS head ON true;
 

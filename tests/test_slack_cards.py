@@ -144,6 +144,23 @@ async def test_a_rate_limited_edit_waits_for_retry_after(spawn: Spawner, slack: 
     assert slack.messages[ts]["edits"] == 1 and len(_calls(slack, "chat.postMessage", "slow")) == 1
 
 
+async def test_a_channel_that_must_wait_holds_up_only_its_own_messages(spawn: Spawner, slack: SlackSimulator,
+                                                                       db_url: str, http: aiohttp.ClientSession,
+                                                                       tmp_path: Path) -> None:
+    # Slack asks for 30 s on one channel (Retry-After): the other channel's results go on at once,
+    # and each channel keeps its order.
+    svc = await start(spawn, slack, db_url, SLACK_CHANNEL="C0OPS", FOOJOB_JOBS_DIR=_jobs(tmp_path / "jobs"))
+    slack.chat_script.append(("chat.postMessage", (429, 30)))
+    await _run_now(http, svc, "elsewhere")  # C0ELSE: told to wait 30 s
+    await wait_until(lambda: _calls(slack, "chat.postMessage", "elsewhere succeeded"), message="the refused post")
+    await _run_now(http, svc, "elsewhere")  # queued behind it, in C0ELSE
+    await _run_now(http, svc, "quick")  # C0OPS
+    await wait_until(lambda: any("quick succeeded" in m["text"] for m in slack.messages.values()), timeout=8,
+                     message="the other channel's result, without waiting 30 s")
+    assert not any("elsewhere" in m["text"] for m in slack.messages.values())  # C0ELSE still waits, in order
+    assert "rate limited by Slack" in svc.stderr()
+
+
 async def test_a_post_whose_answer_was_lost_is_not_posted_twice(spawn: Spawner, slack: SlackSimulator, db_url: str,
                                                                 db: asyncpg.Connection, http: aiohttp.ClientSession,
                                                                 tmp_path: Path) -> None:
