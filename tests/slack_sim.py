@@ -17,6 +17,7 @@ and of slack_sdk's own tests/slack_sdk/socket_mode/mock_socket_mode_server.py):
   the next reply's);
 * ``GET /api/conversations.history`` and ``conversations.replies``: a channel's messages (with
   their ``metadata`` when ``include_all_metadata``), as a retried post reads them back;
+* ``POST /api/chat.postEphemeral``: a message one user sees, recorded in ``ephemerals``;
 * ``POST /api/views.publish``: recorded;
 * ``POST /api/views.open`` and ``POST /api/views.update``: a modal, checked as Slack would (slack_sdk's
   own models: a title of 24 characters at most…), kept in ``modals`` by view ID; the test then
@@ -79,6 +80,7 @@ class SlackSimulator:
     chat_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (method, body), in order
     chat_script: list[tuple[str, Any]] = field(default_factory=list)  # (method, error | (429, seconds))
     outside: set[str] = field(default_factory=set)  # channels the bot is not in
+    ephemerals: list[dict[str, Any]] = field(default_factory=list)  # chat.postEphemeral: seen by one user
     unreadable: set[str] = field(default_factory=set)  # channels whose history the app may not read
     modal_updates: int = 0
     group_errors: dict[str, str] = field(default_factory=dict)
@@ -93,6 +95,7 @@ class SlackSimulator:
         app.router.add_post("/api/apps.connections.open", self._connections_open)
         app.router.add_post("/api/chat.postMessage", self._post_message)
         app.router.add_post("/api/chat.update", self._update_message)
+        app.router.add_post("/api/chat.postEphemeral", self._post_ephemeral)
         app.router.add_post("/api/views.publish", self._views_publish)
         app.router.add_post("/api/views.open", self._views_open)
         app.router.add_post("/api/views.update", self._views_update)
@@ -194,6 +197,15 @@ class SlackSimulator:
             request.transport.close()
             return web.Response(status=200)  # written to a closed connection: nobody reads it
         return web.json_response({"ok": True, "channel": body.get("channel"), "ts": ts})
+
+    async def _post_ephemeral(self, request: web.Request) -> web.Response:
+        body, refusal = await self._chat(request, "chat.postEphemeral")
+        if refusal is not None:
+            return refusal
+        if not body.get("user"):
+            return web.json_response({"ok": False, "error": "user_not_in_channel"})
+        self.ephemerals.append(body)
+        return web.json_response({"ok": True, "message_ts": f"{time.time():.6f}"})
 
     def _lose_next(self, method: str, body: dict[str, Any]) -> bool:
         """Whether the script says this call's answer is lost (``(method, "lost")``; ``"lost in

@@ -70,6 +70,25 @@ async def test_pause_asks_how_long_and_why(spawn: Spawner, slack: SlackSimulator
     assert slack.refused == []
 
 
+async def test_a_change_that_fails_after_the_modal_closed_is_told_to_its_user(
+        spawn: Spawner, slack: SlackSimulator, db_url: str, db: asyncpg.Connection) -> None:
+    # The modal closes at the ack; the pause is made after it. When that fails, the user who
+    # submitted is told so in the channel the modal came from (only they see it), not only the log.
+    await db.execute("""
+        CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.paused THEN RAISE EXCEPTION 'pauses are refused today'; END IF; RETURN NEW; END $$;
+        CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON foojob_job_state FOR EACH ROW EXECUTE FUNCTION refuse();
+    """)
+    await start(spawn, slack, db_url)
+    await slack.click("foojob_pause", "foo", user="U0ALICE", channel="C0OPS")
+    view_id = await _opened(slack, 1)
+    ack = await acked(slack, await slack.submit(view_id, _pause_values("1h", "deploy")))
+    assert ack == {}  # closed: nothing else could be said on the modal
+    [told] = await wait_until(lambda: slack.ephemerals, message="the user told it failed")
+    assert told["channel"] == "C0OPS" and told["user"] == "U0ALICE" and ":warning:" in told["text"]
+    assert not await db.fetchval("SELECT count(*) FROM foojob_job_state WHERE paused")
+
+
 async def test_change_schedule_previews_as_you_type_and_applies(spawn: Spawner, slack: SlackSimulator, db_url: str,
                                                                db: asyncpg.Connection) -> None:
     slack.groups["S0PLAN"] = ["U0PLANNER"]

@@ -524,7 +524,8 @@ class SlackSurface:
             state = await self._control.pause(job, by=user, duration=duration, reason=reason)
             await self._announce(client, channel, messages.paused_message(state, self._tz))
 
-        self._work(self._then_home(pause(), client, user if home else None), _nowhere)
+        self._work(self._then_home(pause(), client, user if home else None),
+                   self._modal_replier(client, user, home, channel))
 
     async def _on_schedule_submitted(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any],
                                      client: AsyncWebClient) -> None:
@@ -549,7 +550,23 @@ class SlackSurface:
                 await self._announce(client, channel,
                                      messages.schedule_changed_message(old, new, user, "schedule-set", self._tz))
 
-        self._work(self._then_home(change(), client, user if home else None), _nowhere)
+        self._work(self._then_home(change(), client, user if home else None),
+                   self._modal_replier(client, user, home, channel))
+
+    def _modal_replier(self, client: AsyncWebClient, user: str, home: bool, channel: str | None) -> Reply:
+        """What failed after a modal closed (its ack is sent before the change is made) is told to
+        its user: on the Home tab it came from, or in its channel, visible to them only."""
+        async def reply(message: Message, *, in_channel: bool = False, replace: bool = False) -> None:
+            if home:
+                await self._publish_home(client, user, notice=message)
+            elif channel:
+                try:
+                    await client.chat_postEphemeral(channel=channel, user=user, text=message.text,
+                                                    blocks=message.blocks)
+                except SlackApiError as exc:
+                    log.warning("could not tell %s that their change failed (%s)", user, exc.response.get("error"))
+
+        return reply
 
     async def _modal_allowed(self, user: str, role: Role, field: str) -> None:
         """The role, checked again on a modal's submission: a refusal is shown on ``field``."""
