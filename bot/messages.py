@@ -18,7 +18,7 @@ from bot.errors import BadInput
 from bot.model import JobState, RunRecord
 from bot.notify import Message
 from bot.schedules import Schedule, parse_cron, parse_zone
-from bot.timefmt import human_duration, human_time
+from bot.timefmt import clock_time, human_duration, human_time
 
 SECTION_TEXT_MAX = 3000  # Block Kit: a section's text
 FALLBACK_TEXT_MAX = 4000  # Slack truncates longer top-level text
@@ -93,7 +93,7 @@ CARD_ROWS = 5  # rows of an SQL job's result on its card; the rest go in its thr
 
 def running_card(job: str, run_id: int, started_at: datetime, tz: ZoneInfo) -> Message:
     """A run still going 2 s after it started: its card, edited into the result when it ends."""
-    text = f":hourglass_flowing_sand: {job} running since {human_time(started_at, tz)}, run #{run_id}"
+    text = f":hourglass_flowing_sand: {job} running since {clock_time(started_at, tz)}, run #{run_id}"
     return Message(text=text, blocks=[section(text)], job=job, card=f"run:{run_id}", method="post")
 
 

@@ -33,6 +33,12 @@ def human_time(value: datetime | None, tz: tzinfo) -> str:
     return local.strftime("%a %d %b %Y %H:%M:%S ") + (local.tzname() or local.strftime("%z"))
 
 
+def clock_time(value: datetime, tz: tzinfo) -> str:
+    """A time of today for people: ``21:58:06 JST`` (a run's card: its date is the message's)."""
+    local = value.astimezone(tz)
+    return local.strftime("%H:%M:%S ") + (local.tzname() or local.strftime("%z"))
+
+
 def span(value: timedelta) -> str:
     """A length of time as it is configured: ``10m``, ``1h30m``, ``2s``, ``1d``."""
     seconds = int(value.total_seconds())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ async def test_a_run_is_one_card_edited_in_place(spawn: Spawner, slack: SlackSim
     await _run_now(http, svc, "slow")
     [card] = await wait_until(lambda: _calls(slack, "chat.postMessage", "slow running since"), message="the card")
     assert card["channel"] == "C0OPS"
+    assert re.search(r"running since \d\d:\d\d:\d\d UTC, run #1$", card["text"])  # the time; the date is the message's
     [edit] = await wait_until(lambda: _calls(slack, "chat.update", "slow succeeded"), message="the card edited")
     ts = next(t for t, m in slack.messages.items() if "slow" in m["text"])
     assert edit["ts"] == ts and slack.messages[ts]["edits"] == 1 and "slow succeeded" in slack.messages[ts]["text"]
