@@ -94,7 +94,7 @@ CARD_ROWS = 5  # rows of an SQL job's result on its card; the rest go in its thr
 def running_card(job: str, run_id: int, started_at: datetime, tz: ZoneInfo) -> Message:
     """A run still going 2 s after it started: its card, edited into the result when it ends."""
     text = f":hourglass_flowing_sand: {job} running since {clock_time(started_at, tz)}, run #{run_id}"
-    return Message(text=text, blocks=[section(text)], job=job, card=f"run:{run_id}", method="post")
+    return Message(text=text, blocks=[section(text)], job=job, card=f"run:{run_id}", method="post", running=True)
 
 
 def unfinished_card(job: str, run_id: int, started_at: datetime, reason: str, tz: ZoneInfo) -> Message:
@@ -122,7 +122,7 @@ def card_messages(run: RunRecord, tz: ZoneInfo, *, posted: bool, failures: int =
                        + _code(escape(json.dumps(rows[CARD_ROWS:], ensure_ascii=False))))
     result = run_result_message(shown, tz, failures=failures, since=since, alert=alert)  # no mention on a card
     out = [replace(result, card=card, method="update" if posted else "post",
-                   success=result.success and not posted)]
+                   success=result.success)]
     out += [Message(text=truncate(d, FALLBACK_TEXT_MAX), blocks=[section(d)], job=run.job, card=card, method="reply")
             for d in details]
     if alert:

@@ -37,8 +37,9 @@ class Message:
 
     Where it goes is data on it: ``job`` (whose channel, and whose backlog), and for a run's card
     in a channel, ``card`` (``run:<id>``) with ``method``: ``post`` the card, ``update`` it (edited
-    in place once posted), or ``reply`` in its thread. ``success``: a run's plain success, which a
-    backlog may fold into one line."""
+    in place once posted), or ``reply`` in its thread. ``success``: a run's plain success (its post,
+    or its card's edit), which a backlog may fold into one line; ``running``: the card of a run
+    still going (folded with its edit when both wait in a backlog)."""
 
     text: str
     blocks: list[dict[str, Any]] = field(default_factory=list)
@@ -46,6 +47,7 @@ class Message:
     card: str | None = None
     method: Method = "post"
     success: bool = False
+    running: bool = False
 
     def payload(self) -> dict[str, Any]:
         return {"text": self.text, "blocks": self.blocks} if self.blocks else {"text": self.text}
@@ -55,7 +57,7 @@ def outbox_row(message: Message, channel: str | None) -> dict[str, Any]:
     """The outbox row of ``message`` (sql/queries.sql outbox_add, finish_run): ``channel`` None is
     the webhook."""
     return {"payload": message.payload(), "channel": channel, "method": message.method, "card": message.card,
-            "job": message.job, "kind": "success" if message.success else None}
+            "job": message.job, "kind": "success" if message.success else "running" if message.running else None}
 
 
 class Notifier(Protocol):

@@ -33,8 +33,9 @@ channel, and ``/healthz`` says so.
 
 A backlog never goes stale: when more than ``FOLD_DEPTH`` messages wait, or the oldest has waited
 ``FOLD_AGE_S``, the plain successes of the head's job that wait before its next other message
-fold into one line ("✅ nightly-rollup: 37 runs succeeded, 12:00–12:09"). Failures, alerts,
-announcements and card edits never fold, and order is kept.
+fold into one line ("✅ nightly-rollup: 37 runs succeeded, 12:00–12:09"); a longer run's card
+folds with its edit when both wait. Failures, alerts, announcements and the edits of cards already
+in the channel never fold, and order is kept.
 """
 
 from __future__ import annotations
@@ -394,14 +395,19 @@ class Dispatcher:
     async def _folded(self, conn: asyncpg.Connection, head: Mapping[str, Any]) -> dict[str, Any] | None:
         """A backlog's head, when it is a plain success: it and the job's successes waiting after it
         (before its next other message) as one line. None: nothing to fold."""
-        if head["kind"] != "success" or head["method"] != "post" or head["job"] is None:
+        if head["kind"] not in ("success", "running") or head["method"] != "post" or head["job"] is None:
             return None
         backlog = await conn.fetchrow(self._q["outbox_backlog"])
         if backlog["depth"] <= FOLD_DEPTH and float(backlog["oldest_s"]) <= FOLD_AGE_S:
             return None
         folded = await conn.fetchrow(self._q["outbox_fold"], head["id"], head["job"])
         if folded["runs"] < 2:
-            return None
+            if folded["head_result"] is None:
+                return None
+            # A long run's card alone, its edit folded into it: its result, posted in one message.
+            result: dict[str, Any] = folded["head_result"]
+            await conn.execute(self._q["outbox_set_payload"], head["id"], result)
+            return result
         payload = folded_message(head["job"], int(folded["runs"]), folded["since"], folded["until"],
                                  self._tz).payload()
         await conn.execute(self._q["outbox_set_payload"], head["id"], payload)

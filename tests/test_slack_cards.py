@@ -163,6 +163,39 @@ async def test_a_channel_that_must_wait_holds_up_only_its_own_messages(spawn: Sp
     assert "rate limited by Slack" in svc.stderr()
 
 
+async def test_a_backlog_folds_long_runs_cards_with_their_edits(spawn: Spawner, slack: SlackSimulator, db_url: str,
+                                                                 db: asyncpg.Connection, http: aiohttp.ClientSession,
+                                                                 tmp_path: Path) -> None:
+    # Slack holds the channel back for 20 s while a run longer than 2 s (a card, then its edit)
+    # runs again and again, and another job's results pile up: more than 20 messages wait. The long
+    # runs' cards and edits fold into one line; nothing says "running" for a run long finished.
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    (folder / "long.sql").write_text(f"-- cron: {NEVER_SOON}\nSELECT pg_sleep(2.1) IS NOT NULL AS slept;\n")
+    (folder / "quick.sql").write_text(f"-- cron: {NEVER_SOON}\nSELECT 1 AS one;\n")
+    svc = await start(spawn, slack, db_url, SLACK_CHANNEL="C0OPS", FOOJOB_JOBS_DIR=str(folder))
+    slack.chat_script.append(("chat.postMessage", (429, 20)))
+
+    async def long_runs() -> None:
+        for _ in range(6):
+            await _run_now(http, svc, "long")
+
+    async def quick_runs() -> None:
+        for _ in range(10):
+            await _run_now(http, svc, "quick")
+
+    longs_task = asyncio.ensure_future(long_runs())
+    await wait_until(lambda: _calls(slack, "chat.postMessage", "long running since"), message="the first card, held")
+    await asyncio.gather(longs_task, quick_runs())
+    assert await db.fetchval("SELECT count(*) FROM foojob_outbox WHERE delivered_at IS NULL") > 20
+    await wait_until(lambda: db.fetchval("SELECT count(*) = 0 FROM foojob_outbox WHERE delivered_at IS NULL"),
+                     timeout=40, message="the backlog delivered")
+    longs = [m["text"] for m in slack.messages.values() if "long" in m["text"]]
+    assert longs == [longs[0]] and "long: 6 runs succeeded" in longs[0], longs
+    assert not _calls(slack, "chat.update", "long")
+    assert sum("quick succeeded" in m["text"] or "quick: " in m["text"] for m in slack.messages.values()) >= 1
+
+
 async def test_a_post_whose_answer_was_lost_is_not_posted_twice(spawn: Spawner, slack: SlackSimulator, db_url: str,
                                                                 db: asyncpg.Connection, http: aiohttp.ClientSession,
                                                                 tmp_path: Path) -> None:
