@@ -423,11 +423,24 @@ class Control:
         after_commit()
         return claimed is not None
 
-    async def announce(self, message: Message) -> None:
-        """Stage a message of the service's own (the database is back) on the webhook."""
+    async def claim_outage(self, since: datetime, until: datetime, cap: int,
+                           message: Callable[[dict[str, int]], Message | None]) -> dict[str, int]:
+        """The fires no replica ran in ``(since, until]`` (the database was unreachable), claimed
+        once across replicas in ``foojob_missed`` (reason ``outage``), and ``message(claimed)``
+        staged with them: how many of each job's this replica claimed (a fire another replica
+        claimed first is its to report)."""
+        missed = {job: await self.missed_between(job, since, until, cap) for job in self.jobs}
+        claimed: dict[str, int] = {}
+        after_commit: AfterCommit = nothing
         async with self._conn() as conn, conn.transaction():
-            after_commit = await stage(self._notifier, conn, self._q, message)
+            for job, instants in missed.items():
+                rows = await conn.fetch(self._q["claim_outage_fires"], job, instants) if instants else []
+                claimed[job] = len(rows)
+            said = message(claimed)
+            if said is not None:
+                after_commit = await stage(self._notifier, conn, self._q, said)
         after_commit()
+        return claimed
 
     async def _announce_state(self, job: str) -> Schedule:
         state = await self.state(job)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -33,7 +32,7 @@ from bot.errors import DatabaseUnavailable
 from bot.messages import back_message, missed_message, outage_message
 from bot.metrics import Metrics
 from bot.model import JobState, Trigger
-from bot.notify import Notifier
+from bot.notify import Message, Notifier
 from bot.tasks import Tasks
 
 log = logging.getLogger(__name__)
@@ -108,24 +107,35 @@ class Watcher:
                 self._metrics.missed_fires.labels(job).inc(len(instants))
 
     async def _back(self, since: datetime, told: bool) -> None:
-        until = datetime.now(UTC)
+        """The database answers again: the fires no replica ran meanwhile are claimed, each once
+        across replicas (``foojob_missed``, reason ``outage``), and the replica that claims them
+        says so, in the same transaction — whichever replica that is: the one that told the outage
+        may have died since. A replica that told the outage and finds no fire missed at all says
+        that instead."""
+        until, start = datetime.now(UTC), since - timedelta(seconds=1)
         try:
-            missed: Mapping[str, int] = {
-                job: len(await self._control.missed_between(job, since - timedelta(seconds=1), until, MAX_COUNTED))
-                for job in self._control.jobs}
+            # Whether any fire was missed at all (whoever claims it).
+            missed_any = False
+            for job in self._control.jobs:
+                if await self._control.missed_between(job, start, until, 1):
+                    missed_any = True
+                    break
+
+            def message(claimed: dict[str, int]) -> Message | None:
+                if any(claimed.values()):
+                    return back_message(since, until, {job: n for job, n in claimed.items() if n}, self._tz)
+                quiet = told and self.speaker and not missed_any
+                return back_message(since, until, {}, self._tz) if quiet else None
+
+            claimed = await self._control.claim_outage(start, until, MAX_COUNTED, message)
         except DatabaseUnavailable:
             self._outage_since, self._outage_told = since, told  # not back after all
             return
-        log.warning("the database is back after %.0f s; fires missed meanwhile: %s",
-                    (until - since).total_seconds(), dict(missed))
-        if self._metrics is not None and self.speaker:  # once across replicas, like the message
-            for job, count in missed.items():
+        log.warning("the database is back after %.0f s; fires missed meanwhile, reported here: %s",
+                    (until - since).total_seconds(), claimed)
+        if self._metrics is not None:  # each fire counted once across replicas, like its report
+            for job, count in claimed.items():
                 self._metrics.missed_fires.labels(job).inc(count)
-        if told and self.speaker:
-            try:
-                await self._control.announce(back_message(since, until, dict(missed), self._tz))
-            except DatabaseUnavailable:
-                log.warning("could not announce that the database is back: it went away again")
 
     async def close(self) -> None:
         await self._tasks.cancel()

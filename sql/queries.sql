@@ -451,6 +451,16 @@ WHERE NOT EXISTS (SELECT 1 FROM foojob_runs WHERE job = $1 AND scheduled_for = $
 ON CONFLICT (job, scheduled_for) DO NOTHING
 RETURNING job;
 
+-- name: claim_outage_fires
+-- The fires of job $1 that no replica ran while the database was unreachable ($2), each claimed
+-- once across replicas (every replica saw the outage; whichever claims a fire first reports it).
+-- Back: the fires this call claimed.
+INSERT INTO foojob_missed (job, scheduled_for, reason, fires)
+SELECT $1, at, 'outage', 1 FROM unnest($2::timestamptz[]) AS at
+WHERE NOT EXISTS (SELECT 1 FROM foojob_runs WHERE job = $1 AND scheduled_for = at)
+ON CONFLICT (job, scheduled_for) DO NOTHING
+RETURNING scheduled_for;
+
 -- name: runs_between
 -- The fire instants in ($2, $3] that have a run: the rest of a schedule's fires were missed.
 SELECT scheduled_for FROM foojob_runs WHERE job = $1 AND scheduled_for > $2 AND scheduled_for <= $3;

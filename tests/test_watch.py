@@ -224,7 +224,37 @@ async def test_a_database_outage_is_told_once_and_its_end_once(spawn: Spawner, d
     missed = int(re.search(r"foo: (\d+) fires? missed", back).group(1))  # type: ignore[union-attr]
     assert missed >= 4
     assert texts.index(next(t for t in texts if "unreachable" in t)) < texts.index(back)
+    # Each fire it counts is on record, once (the chaos run accounts for an outage's fires by these).
+    assert await db.fetchval("SELECT count(*) FROM foojob_missed WHERE job = 'foo' AND reason = 'outage'") == missed
     assert await svc.stop() == 0
+
+
+async def test_an_outage_is_reported_when_the_replica_that_told_it_has_died(
+        spawn: Spawner, db_url: str, db: asyncpg.Connection, webhook: WebhookSink) -> None:
+    # The replica that speaks for all during an outage dies just before the database goes away:
+    # the survivor, back, still reports every fire missed meanwhile — once.
+    env = {"DATABASE_URL": db_url, "FOOJOB_CRON": EVERY_SECOND, "SLACK_WEBHOOK_URL": webhook.url,
+           "FOOJOB_NOTIFY": "failures"}
+    replicas = [await spawn(**env).started(), await spawn(**env).started()]
+    await wait_until(lambda: db.fetchval("SELECT count(*) = 2 FROM foojob_replicas WHERE stopped_at IS NULL"),
+                     message="two replicas on record")
+    speaker_pid = int((await db.fetchval("SELECT min(name) FROM foojob_replicas WHERE stopped_at IS NULL"))
+                      .split(":")[1])
+    [speaker] = [r for r in replicas if r.proc.pid == speaker_pid]
+    [survivor] = [r for r in replicas if r is not speaker]
+    speaker.proc.kill()
+    speaker.proc.wait()
+    async with database_down(db_url, db):
+        await survivor.wait_log(r"could not be recorded", count=3, timeout=15)
+    await wait_until(lambda: any("database is back" in t for t in webhook.texts()), timeout=25,
+                     message="the end of the outage told by the survivor")
+    await wait_until(lambda: db.fetchval("SELECT count(*) FROM foojob_runs WHERE started_at > now() - "
+                                         "interval '1 second'"), message="runs again")
+    [back] = [t for t in webhook.texts() if "database is back" in t]
+    missed = int(re.search(r"foo: (\d+) fires? missed", back).group(1))  # type: ignore[union-attr]
+    assert missed >= 3
+    assert await db.fetchval("SELECT count(*) FROM foojob_missed WHERE job = 'foo' AND reason = 'outage'") == missed
+    assert await survivor.stop() == 0
 
 
 async def test_no_outage_message_while_paused(spawn: Spawner, db_url: str, db: asyncpg.Connection,
