@@ -257,8 +257,11 @@ def unskip_message(job: str, actor: str, unskipped: datetime, tz: ZoneInfo) -> M
 
 def folded_message(job: str, runs: int, since: datetime, until: datetime, tz: ZoneInfo) -> Message:
     """A backlog's waiting successes of ``job``, as one line."""
-    text = (f":white_check_mark: {job}: {runs} runs succeeded, {human_time(since, tz)}–{human_time(until, tz)} "
-            "(folded: Slack was behind)")
+    if since.astimezone(tz).date() == until.astimezone(tz).date():  # 12:00:01–12:09:12 UTC
+        span_text = f"{since.astimezone(tz).strftime('%H:%M:%S')}–{clock_time(until, tz)}"
+    else:
+        span_text = f"{human_time(since, tz)}–{human_time(until, tz)}"
+    text = f":white_check_mark: {job}: {runs} runs succeeded, {span_text} (folded: Slack was behind)"
     return Message(text=text, blocks=[section(text)], job=job)
 
 

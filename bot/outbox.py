@@ -47,6 +47,7 @@ import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -265,9 +266,15 @@ class Dispatcher:
                 return float(head["wait_s"])
             if await conn.fetchval(self._q["outbox_take_token"], self._rate, self._burst,
                                    head["channel"] or "webhook") is None:
-                return 1.0 / self._rate
-            payload = await self._folded(conn, head) or head["payload"]
-            outcome = await self._send(conn, head, payload)
+                # Its destination's turn comes in a moment; another destination's head may go now.
+                await conn.execute(self._q["outbox_pace_wait"], head["id"], 1.0 / self._rate)
+                return None
+            # A post tried before looks for itself first: found, it is delivered as it was (a fold
+            # now would promise what the channel never shows).
+            outcome = await self._looked_for(head)
+            if outcome is None:
+                payload = await self._folded(conn, head) or head["payload"]
+                outcome = await self._send(conn, head, payload)
             if outcome.delivered:
                 # The mark says whether another message waits: none, and no look at an empty queue.
                 more = await conn.fetchval(self._q["outbox_delivered"], head["id"], outcome.ts)
@@ -309,11 +316,12 @@ class Dispatcher:
                 body["thread_ts"] = ts
             # (No ts: the card was never posted, set aside for good: this is a new message.)
         if api == "chat.postMessage":
-            # A post is not idempotent: it carries its outbox id, and a post tried before (whose
-            # answer may have been lost after Slack took it) first looks for itself in the channel.
-            body["metadata"] = {"event_type": METADATA_EVENT, "event_payload": {"outbox_id": head["id"]}}
-            if head["attempts"] > 0:
-                found = await self._already_posted(head, channel, body.get("thread_ts"))
+            # A post is not idempotent: it carries its outbox id, and a reply tried before (whose
+            # answer may have been lost after Slack took it) first looks for itself in the thread
+            # (a post: in _looked_for, before any fold).
+            body["metadata"] = _metadata(head["id"])
+            if head["attempts"] > 0 and "thread_ts" in body:
+                found = await self._already_posted(head, channel, body["thread_ts"])
                 if found is not None:
                     return found
         outcome = await post_to_channel(self._session, self._api_url, self._token, api, body)
@@ -322,8 +330,16 @@ class Dispatcher:
             log.warning("outbox: Slack would not take message %d on its card (%s): posting it as a message of its "
                         "own", head["id"], outcome.error)
             outcome = await post_to_channel(self._session, self._api_url, self._token, "chat.postMessage",
-                                            {"channel": channel, **payload})
+                                            {"channel": channel, **payload, "metadata": _metadata(head["id"])})
         return outcome
+
+    async def _looked_for(self, head: Mapping[str, Any]) -> Outcome | None:
+        """A channel's post tried before (its answer may have been lost after Slack took it): what
+        reading the channel back says — delivered (found), or wait (Slack could not be asked now).
+        None: not found, or not such a post: deliver it."""
+        if head["channel"] is None or head["method"] != "post" or head["attempts"] == 0 or self._token is None:
+            return None
+        return await self._already_posted(head, head["channel"], None)
 
     async def _already_posted(self, head: Mapping[str, Any], channel: str, thread_ts: str | None) -> Outcome | None:
         """Whether an earlier attempt of this post reached the channel (its answer lost: a timeout,
@@ -336,7 +352,8 @@ class Dispatcher:
         least once, never lost; one log line a minute says why."""
         assert self._session is not None and self._token is not None
         method = "conversations.replies" if thread_ts else "conversations.history"
-        params = {"channel": channel, "oldest": f"{head['created_at'].timestamp() - 1:.6f}",
+        # (created_at is the database's clock, a message's ts Slack's: a minute's margin for skew.)
+        params = {"channel": channel, "oldest": f"{head['created_at'].timestamp() - 60:.6f}",
                   "include_all_metadata": "true", "limit": "200", **({"ts": thread_ts} if thread_ts else {})}
         for _page in range(LOOKUP_PAGES):
             try:
@@ -362,7 +379,7 @@ class Dispatcher:
                 metadata = message.get("metadata") if isinstance(message, dict) else None
                 if (isinstance(metadata, dict) and metadata.get("event_type") == METADATA_EVENT
                         and isinstance(metadata.get("event_payload"), dict)
-                        and metadata["event_payload"].get("outbox_id") == head["id"]):
+                        and str(metadata["event_payload"].get("outbox_id")) == str(head["id"])):
                     log.info("outbox: message %d was already in channel %s (an earlier attempt's answer was lost): "
                              "not posted twice", head["id"], channel)
                     return Outcome(delivered=True, ts=str(message.get("ts") or "") or None)
@@ -376,9 +393,11 @@ class Dispatcher:
         now = asyncio.get_running_loop().time()
         if now - self._told.get(f"look:{channel}", -math.inf) >= 60.0:
             self._told[f"look:{channel}"] = now
+            fix = ("invite the bot to the channel (/invite @foojob): it may post where it is not a member, but "
+                   "reads only where it is" if error in CHANNEL_ERRORS else
+                   "give the app channels:history and groups:history")
             log.warning("outbox: cannot read channel %s back (%s: %s) to see whether a post whose answer was lost "
-                        "reached it: posting again, so it may show twice (give the app channels:history and "
-                        "groups:history)", channel, method, error)
+                        "reached it: posting again, so it may show twice (%s)", channel, method, error, fix)
 
     def _refused(self, head: Mapping[str, Any], outcome: Outcome) -> None:
         channel = head["channel"]
@@ -393,23 +412,94 @@ class Dispatcher:
         log.error("outbox: Slack refused message %d for good (%s); it is set aside", head["id"], outcome.detail)
 
     async def _folded(self, conn: asyncpg.Connection, head: Mapping[str, Any]) -> dict[str, Any] | None:
-        """A backlog's head, when it is a plain success: it and the job's successes waiting after it
-        (before its next other message) as one line. None: nothing to fold."""
+        """A backlog's head, when it is a run's success: it and the job's successes waiting after it
+        (before its next message that cannot fold) as one line (:func:`fold_plan`). None: nothing
+        to fold."""
         if head["kind"] not in ("success", "running") or head["method"] != "post" or head["job"] is None:
             return None
         backlog = await conn.fetchrow(self._q["outbox_backlog"])
         if backlog["depth"] <= FOLD_DEPTH and float(backlog["oldest_s"]) <= FOLD_AGE_S:
             return None
-        folded = await conn.fetchrow(self._q["outbox_fold"], head["id"], head["job"])
-        if folded["runs"] < 2:
-            if folded["head_result"] is None:
-                return None
-            # A long run's card alone, its edit folded into it: its result, posted in one message.
-            result: dict[str, Any] = folded["head_result"]
-            await conn.execute(self._q["outbox_set_payload"], head["id"], result)
-            return result
-        payload = folded_message(head["job"], int(folded["runs"]), folded["since"], folded["until"],
-                                 self._tz).payload()
+        rows = await conn.fetch(self._q["outbox_job_waiting"], head["id"], head["job"])
+        before = await conn.fetchrow(self._q["outbox_folded_before"], head["id"])
+        plan = fold_plan(rows, int(before["runs"]))
+        if plan is None:
+            return None
+        await conn.execute(self._q["outbox_fold"], head["id"], list(plan.fold), list(plan.replies))
+        if plan.head_edit is not None:  # a long run's card alone, its edit folded into it: its result, once
+            payload: dict[str, Any] = await conn.fetchval(self._q["outbox_payload"], plan.head_edit)
+        else:
+            until = max(t for t in (plan.until, before["until"]) if t is not None)
+            payload = folded_message(head["job"], plan.runs, head["created_at"], until, self._tz).payload()
+            log.info("outbox: %d waiting successes of %s folded into one message", plan.runs, head["job"])
         await conn.execute(self._q["outbox_set_payload"], head["id"], payload)
-        log.info("outbox: %d waiting successes of %s folded into one message", folded["runs"], head["job"])
         return payload
+
+
+def _metadata(outbox_id: int) -> dict[str, Any]:
+    """What a Web API post carries so that a retry can find it in the channel."""
+    return {"event_type": METADATA_EVENT, "event_payload": {"outbox_id": outbox_id}}
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    fold: tuple[int, ...]  # rows the head's line stands for: posts of runs, and long runs' edits
+    replies: tuple[int, ...]  # thread replies of the folded runs (a folded line has no thread)
+    runs: int  # runs the line covers, with the head's and earlier attempts' folds
+    until: datetime | None  # the newest folded row
+    head_edit: int | None  # the head is a long run's card folding alone: its edit's row, posted instead
+
+
+def fold_plan(rows: list[Mapping[str, Any]], folded_before: int) -> FoldPlan | None:
+    """What of a job's waiting messages folds into the head (``rows[0]``; ``rows``: that job's
+    waiting rows in order). A run's success folds: its post (``kind`` success), or a long run's
+    card (``kind`` running) together with its edit into a success — only if that edit comes before
+    the fold stops, since a card left behind must be posted to be edited. The fold stops at the
+    first message that is neither (a failure, an alert, an announcement, a card whose run goes on,
+    an edit of a card already in the channel): nothing passes it, so order is kept. None: nothing
+    to fold."""
+    head, rest = rows[0], rows[1:]
+    edits = {r["card"]: r["id"] for r in rest if r["method"] == "update" and r["kind"] == "success"}
+
+    def plain(r: Mapping[str, Any]) -> bool:
+        return bool(r["method"] == "post" and r["kind"] == "success")
+
+    def long_run(r: Mapping[str, Any]) -> bool:
+        return bool(r["method"] == "post" and r["kind"] == "running" and r["card"] in edits)
+
+    if not (plain(head) or long_run(head) or folded_before):
+        return None
+    stop = math.inf
+    while True:  # the stop only moves earlier: this ends
+        fold: list[Mapping[str, Any]] = []
+        cards = {head["card"]} if long_run(head) else set()
+        reached = stop
+        for r in rest:
+            if r["id"] >= stop:
+                break
+            if r["method"] == "reply":
+                continue
+            if plain(r) or long_run(r):
+                fold.append(r)
+                cards.add(r["card"])
+            elif r["method"] == "update" and r["kind"] == "success" and r["card"] in cards:
+                fold.append(r)
+            else:
+                reached = r["id"]
+                break
+        left_behind = [r["id"] for r in fold if long_run(r) and edits[r["card"]] >= reached]
+        if long_run(head) and edits[head["card"]] >= reached:
+            return None  # the head's own edit comes after the stop: it is posted as the card it is
+        if not left_behind:
+            break
+        stop = min(left_behind)
+    posts = [r for r in fold if r["method"] == "post"]
+    runs = 1 + len(posts) + folded_before
+    if runs < 2:
+        if not long_run(head):
+            return None
+        return FoldPlan(fold=(edits[head["card"]],), replies=(), runs=1, until=None, head_edit=edits[head["card"]])
+    folded_cards = {r["card"] for r in posts} | {head["card"]}
+    replies = tuple(r["id"] for r in rest if r["method"] == "reply" and r["card"] in folded_cards)
+    until = max((r["created_at"] for r in fold), default=None)
+    return FoldPlan(fold=tuple(r["id"] for r in fold), replies=replies, runs=runs, until=until, head_edit=None)

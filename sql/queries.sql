@@ -478,68 +478,36 @@ SELECT (SELECT max(finished_at) FROM foojob_runs WHERE job = $1 AND status = 'su
 SELECT ts FROM foojob_outbox WHERE card = $1 AND method IN ('post', 'update') AND ts IS NOT NULL
 ORDER BY id DESC LIMIT 1;
 
+-- name: outbox_job_waiting
+-- A backlog's head ($1) and what of its job ($2) waits after it, in order: what may fold into it
+-- (bot.outbox.fold_plan decides). Only the head's own destination: a job whose channel changed
+-- meanwhile has its other messages on another queue.
+SELECT id, method, card, kind, created_at FROM foojob_outbox
+WHERE job = $2 AND id >= $1 AND delivered_at IS NULL AND failed_at IS NULL
+  AND channel IS NOT DISTINCT FROM (SELECT channel FROM foojob_outbox WHERE id = $1)
+ORDER BY id;
+
+-- name: outbox_folded_before
+-- What earlier attempts at this head ($1) folded into it already (they count in its line).
+SELECT count(*) FILTER (WHERE method = 'post') AS runs, max(created_at) AS until FROM foojob_outbox
+WHERE last_error = 'folded into message ' || $1::bigint;
+
 -- name: outbox_fold
--- A backlog: the successes of job $2 waiting from the head ($1) on, up to the job's next message
--- that cannot fold (failures, alerts, announcements never fold, and nothing passes them), become
--- the head; the others are set aside as folded into it, with the thread replies of the folded runs
--- and of the head's (rows beyond the first 5: a folded line has no thread).
--- A run's success is its post (a run shorter than 2 s), or — for a longer run — its card's post
--- (kind 'running') when its edit into a success waits too: both fold (a card already in the
--- channel is edited, never folded; a card whose run is still going stops the fold).
--- Returns how many runs, from when to when, and — for a head that is such a card — the result
--- its edit would have made (posted instead of "running" and its edit, when it folds alone).
--- (Earlier attempts at the head folded some already: those count too. This statement's own
--- UPDATEs are not seen by its subqueries, so the two sets are added.)
-WITH before AS (
-    SELECT count(*) FILTER (WHERE method = 'post') AS n, max(created_at) AS until FROM foojob_outbox
-    WHERE last_error = 'folded into message ' || $1::bigint
-),
-pending AS (
-    SELECT id, method, card, kind, created_at, payload FROM foojob_outbox
-    WHERE job = $2 AND id >= $1::bigint AND delivered_at IS NULL AND failed_at IS NULL
-),
-done AS (  -- long runs whose card and its edit into a success both wait
-    SELECT p.card FROM pending p
-    WHERE p.method = 'post' AND p.kind = 'running'
-      AND EXISTS (SELECT 1 FROM pending u WHERE u.card = p.card AND u.method = 'update' AND u.kind = 'success')
-),
-head AS (
-    SELECT card, kind = 'success' OR card IN (SELECT card FROM done) OR (SELECT n FROM before) > 0 AS folds,
-           card IN (SELECT card FROM done) AS done
-    FROM foojob_outbox WHERE id = $1::bigint
-),
-stop AS (
-    SELECT min(id) AS id FROM pending
-    WHERE id > $1::bigint AND method <> 'reply'
-      AND NOT (method = 'post' AND kind = 'success')
-      AND NOT (method IN ('post', 'update') AND card IN (SELECT card FROM done))
-),
-folded AS (
+-- Set aside rows $2 as folded into the head $1 (its line says them), and rows $3 as replies folded
+-- with it. Only rows still waiting: none is marked that another replica delivered.
+WITH folded AS (
     UPDATE foojob_outbox SET delivered_at = now(), last_error = 'folded into message ' || $1::bigint
-    WHERE id IN (SELECT id FROM pending
-                 WHERE id > $1::bigint AND id < coalesce((SELECT id FROM stop), 9223372036854775807)
-                   AND ((method = 'post' AND kind = 'success')
-                        OR (method IN ('post', 'update') AND card IN (SELECT card FROM done))))
-      AND (SELECT folds FROM head)
-    RETURNING created_at, card, method
-),
-replies AS (
+    WHERE id = ANY($2::bigint[]) AND delivered_at IS NULL AND failed_at IS NULL
+    RETURNING 1
+), replies AS (
     UPDATE foojob_outbox SET delivered_at = now(), last_error = 'a reply folded with message ' || $1::bigint
-    WHERE id IN (SELECT id FROM pending
-                 WHERE id > $1::bigint AND method = 'reply'
-                   AND id < coalesce((SELECT id FROM stop), 9223372036854775807))
-      AND (card IN (SELECT card FROM folded WHERE method = 'post')
-           OR (card = (SELECT card FROM head)
-               AND (EXISTS (SELECT 1 FROM folded WHERE method = 'post') OR (SELECT n FROM before) > 0)))
+    WHERE id = ANY($3::bigint[]) AND delivered_at IS NULL AND failed_at IS NULL
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM folded WHERE method = 'post') + (SELECT n FROM before) + 1 AS runs,
-       (SELECT created_at FROM foojob_outbox WHERE id = $1::bigint) AS since,
-       greatest((SELECT created_at FROM foojob_outbox WHERE id = $1::bigint), (SELECT max(created_at) FROM folded),
-                (SELECT until FROM before)) AS until,
-       (SELECT count(*) FROM replies) AS replies,
-       (SELECT payload FROM pending WHERE card = (SELECT card FROM head) AND method = 'update' AND kind = 'success'
-          AND (SELECT done FROM head) ORDER BY id DESC LIMIT 1) AS head_result;
+SELECT (SELECT count(*) FROM folded) AS folded, (SELECT count(*) FROM replies) AS replies;
+
+-- name: outbox_payload
+SELECT payload FROM foojob_outbox WHERE id = $1;
 
 -- name: outbox_backlog
 -- How many messages wait, and the age (s) of the oldest: whether a backlog folds its successes.
@@ -548,6 +516,11 @@ FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL;
 
 -- name: outbox_set_payload
 UPDATE foojob_outbox SET payload = $2 WHERE id = $1;
+
+-- name: outbox_pace_wait
+-- The head's destination has no token left: it waits its turn (not an attempt), and the other
+-- destinations' heads go first meanwhile.
+UPDATE foojob_outbox SET next_attempt_at = clock_timestamp() + make_interval(secs => $2) WHERE id = $1;
 
 -- name: channel_problem
 -- The latest message a channel refused for good in the last hour (the bot is not in it, it does

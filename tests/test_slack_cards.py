@@ -264,6 +264,14 @@ async def test_a_backlog_folds_its_successes_and_never_a_failure(spawn: Spawner,
     first_failure = next(i for i, t in enumerate(texts) if "foo failed" in t)
     assert any("succeeded" in t for t in texts[:first_failure])
     assert webhook.run_ids() == sorted(webhook.run_ids()) and len(webhook.run_ids()) >= 2
+    # No fold reaches past a message that is not a success: nothing of what it stands for comes
+    # after a failure that was delivered after it.
+    passed = await db.fetchval("""
+        SELECT count(*) FROM foojob_outbox f
+        JOIN foojob_outbox h ON f.last_error = 'folded into message ' || h.id
+        WHERE EXISTS (SELECT 1 FROM foojob_outbox x WHERE x.id > h.id AND x.id < f.id
+                      AND x.kind IS DISTINCT FROM 'success' AND x.method <> 'reply')""")
+    assert passed == 0
 
 
 async def _backlog(db: asyncpg.Connection) -> int:
