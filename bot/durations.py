@@ -8,7 +8,35 @@ from datetime import timedelta
 from bot.errors import BadInput
 
 _DURATION = re.compile(r"^(?:([0-9]{1,6})d)?(?:([0-9]{1,6})h)?(?:([0-9]{1,7})m)?(?:([0-9]{1,8})s)?$")
-MAX_PAUSE = timedelta(days=366)
+# A pause's duration, exactly: parts d, h, m, s in that order (either case), each at most this many
+# digits (999d, 9999h, 999999m, 99999999s), not all zero. One regular expression says it, so the
+# OpenAPI document can give it as the pattern of "for" (a request that fits it is accepted).
+PAUSE_PARTS = (("d", 3), ("h", 4), ("m", 6), ("s", 8))
+
+
+def _pause_pattern() -> str:
+    def nonzero(n: int) -> str:  # 1..n digits, not all zero
+        return "(?:" + "|".join(f"0{{{k}}}[1-9][0-9]{{0,{n - 1 - k}}}" for k in range(n)) + ")"
+
+    def unit(u: str) -> str:
+        return f"[{u}{u.upper()}]"
+
+    choices = []
+    for first in range(len(PAUSE_PARTS)):  # the first part that is not zero
+        parts = []
+        for i, (u, n) in enumerate(PAUSE_PARTS):
+            if i < first:
+                parts.append(f"(?:0{{1,{n}}}{unit(u)})?")
+            elif i == first:
+                parts.append(f"{nonzero(n)}{unit(u)}")
+            else:
+                parts.append(f"(?:[0-9]{{1,{n}}}{unit(u)})?")
+        choices.append("".join(parts))
+    return "^(?:" + "|".join(choices) + ")$"
+
+
+PAUSE_PATTERN = _pause_pattern()
+_PAUSE = re.compile(PAUSE_PATTERN)
 
 
 def _parse(text: str, examples: str, zero: str) -> timedelta:
@@ -23,11 +51,15 @@ def _parse(text: str, examples: str, zero: str) -> timedelta:
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse ``1d2h30m15s`` (any of the parts, in that order) for a pause; raise BadInput otherwise."""
-    value = _parse(text, "30m, 2h, 1d or 1h30m", "a pause must last longer than zero")
-    if value > MAX_PAUSE:
-        raise BadInput("a timed pause can last at most 366 days (leave the duration out to pause until resumed)")
-    return value
+    """Parse ``1d2h30m15s`` (any of the parts, in that order: PAUSE_PATTERN) for a pause; raise
+    BadInput otherwise."""
+    if not _PAUSE.match(text):
+        if text != text.strip():
+            raise BadInput(f"{text[:40]!r} is not a duration (try 30m, 2h, 1d or 1h30m, without spaces)")
+        value = _parse(text, "30m, 2h, 1d or 1h30m", "a pause must last longer than zero")  # says what is wrong
+        raise BadInput(f"{text[:40]!r} is too long a pause: at most 999d, 9999h, 999999m or 99999999s in each part "
+                       f"(it would last {value.days} days; leave the duration out to pause until resumed)")
+    return _parse(text, "", "")
 
 
 def parse_span(text: str) -> timedelta:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from bot.schedules import MAX_NEXT
+from bot.durations import PAUSE_PATTERN
+from bot.schedules import MAX_NEXT, iana_names
 
 MAX_RUNS = 100  # bot.control.MAX_HISTORY (not imported: this room stays below the core)
 MAX_REASON = 500
@@ -176,7 +177,7 @@ def _schemas(jobs: list[str]) -> dict[str, Any]:
                 "cron": {"type": "string", "minLength": 1, "pattern": NO_NUL,
                          "description": "5 fields, or 6 with seconds first; it must fire at least once",
                          "example": "*/10 * * * *"},
-                "timezone": {"type": ["string", "null"], "minLength": 1, "pattern": NO_NUL,
+                "timezone": {"type": ["string", "null"], "enum": [*sorted(iana_names()), None],
                              "description": "IANA zone; left out or null: the current one", "example": "Europe/London"},
             },
         },
@@ -184,8 +185,9 @@ def _schemas(jobs: list[str]) -> dict[str, Any]:
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "for": {"type": ["string", "null"], "minLength": 1, "pattern": NO_NUL,
-                        "description": "how long: 30m, 2h, 1d, 1h30m (at most 366d); left out or null: "
+                "for": {"type": ["string", "null"], "pattern": PAUSE_PATTERN,
+                        "description": "how long: 30m, 2h, 1d, 1h30m — parts d, h, m, s in that order, at most "
+                                       "999d, 9999h, 999999m, 99999999s each, not all zero; left out or null: "
                                        "until resumed",
                         "example": "2h"},
                 "reason": {"type": ["string", "null"], "maxLength": MAX_REASON, "pattern": NO_NUL,

@@ -30,7 +30,7 @@ MAX_CRON = 200  # characters; a Slack button's value (which carries it) holds 2,
 def parse_zone(text: str) -> ZoneInfo:
     """An IANA zone, or BadInput naming the problem. Names only: ``localtime`` (this host's own
     setting, different on each host) is not one."""
-    if text not in _iana_names():
+    if text not in iana_names():
         raise BadInput(f"timezone: unknown IANA time zone {text[:60]!r} (e.g. UTC, Europe/London)")
     try:
         return ZoneInfo(text)
@@ -57,7 +57,8 @@ def fires_at(expression: CronSchedule, tz: ZoneInfo, instant: datetime) -> bool:
 
 
 @lru_cache(maxsize=1)
-def _iana_names() -> frozenset[str]:
+def iana_names() -> frozenset[str]:
+    """The zone names a schedule takes."""
     # The host's TZPATH may also list files that are not zones of the IANA database.
     return frozenset(available_timezones()) - {"localtime", "posixrules", "Factory"}
 
