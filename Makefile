@@ -16,7 +16,7 @@ VENV_STAMP := $(VENV)/.made-by-$(PYTHON_ID)
 NO_EMBEDDED = echo "make: the embedded PostgreSQL (foojob[embedded]: pgserver) has no wheel for $(PYTHON_ID) on \
 	this platform ($(VENV)/pip-embedded.log says why); installing without it: set DATABASE_URL"
 
-.PHONY: run test lint lock bench clean
+.PHONY: run test lint lock bench chaos clean
 
 $(VENV_STAMP):
 	@test -n "$(PYTHON_ID)" || { echo "make: PYTHON=$(PYTHON) does not run: point it at a Python 3.11+ (PYTHON=python3.12 make run)"; exit 2; }
@@ -69,6 +69,12 @@ $(VENV)/.installed-bench: $(VENV)/.installed-dev
 # replicas,idle" runs some phases only (and leaves latest.* alone).
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Replicas of the real service under faults (SIGKILL, SIGSTOP, database cuts, schedule changes,
+# pauses, skips) for CHAOS_S seconds (300), CHAOS_REPLICAS replicas (3); CHAOS_SEED replays a run.
+# A 60 s run is part of `make test` (tests/test_chaos.py).
+chaos: $(VENV)/.installed-dev
+	$(BIN)/python bench/chaos.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check bot jobs tests bench

@@ -36,7 +36,8 @@ def test_the_forms_people_type(text: str, seconds: int) -> None:
 
 @pytest.mark.parametrize(("text", "why"), [("0", "not a duration"), ("0m", "longer than zero"),
                                            ("1000d", "too long a pause"), ("1.5h", "not a duration"),
-                                           (" 2h", "without spaces"), ("90min", "not a duration"), ("", "not a duration")])
+                                           (" 2h", "without spaces"), ("90min", "not a duration"),
+                                           ("", "not a duration")])
 def test_what_is_refused_says_why(text: str, why: str) -> None:
     with pytest.raises(BadInput, match=why):
         parse_duration(text)
