@@ -13,6 +13,7 @@ import importlib.resources
 import importlib.util
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -56,24 +57,95 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
 
+# After the server refused a connection for its limit, a pool grows back to its size this often.
+GROW_BACK_S = 60.0
+
+
+class _Gate:
+    """How many of a pool's connections may be out at once: its size — until the server refuses a
+    new one for its connection limit (``too many connections``, 53300). That is not an outage: the
+    pool then uses the connections it has (asyncpg hands out a live connection before it opens
+    one), its callers wait for one in order, and it tries its full size again a minute later; one
+    log line a minute says so."""
+
+    def __init__(self, size: int) -> None:
+        self.size = self.cap = size
+        self.out = 0
+        self.refused_at = -math.inf
+        self._said_at = -math.inf
+        self._free = asyncio.Condition()
+
+    async def enter(self) -> None:
+        loop = asyncio.get_running_loop()
+        async with self._free:
+            if self.cap < self.size and loop.time() - self.refused_at >= GROW_BACK_S:
+                self.cap = self.size
+            await self._free.wait_for(lambda: self.out < self.cap)
+            self.out += 1
+
+    async def leave(self) -> None:
+        async with self._free:
+            self.out -= 1
+            self._free.notify()
+
+    def refused(self, live: int, limit_error: str) -> None:
+        loop = asyncio.get_running_loop()
+        self.refused_at = loop.time()
+        self.cap = max(1, live)
+        if loop.time() - self._said_at >= 60.0:
+            self._said_at = loop.time()
+            log.warning("the database refuses more connections (%s): using the %d this process has; the "
+                        "rest wait for one (size DATABASE_POOL_SIZE to the plan: replicas × (pool + 1) ≤ "
+                        "its limit)", limit_error, self.cap)
+
+
+# Each pool's gate, by id (an asyncpg Pool takes no attributes, nor weak references); the pool is
+# kept with it so that its id is never another pool's.
+_gates: dict[int, tuple[asyncpg.Pool, _Gate]] = {}
+
+
+def _gate(pool: asyncpg.Pool) -> _Gate:
+    kept = _gates.get(id(pool))
+    if kept is None or kept[0] is not pool:
+        kept = _gates[id(pool)] = (pool, _Gate(pool.get_max_size()))
+    return kept[1]
+
+
 @asynccontextmanager
 async def acquire(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     """A pooled connection; a database that cannot be reached raises DatabaseUnavailable.
 
     Getting a connection can fail with any PostgreSQL error (``database is not currently accepting
-    connections``, too many clients, authentication): all of them mean the database is unavailable.
-    Once connected, only connection errors do; an error in a statement stays what it is.
+    connections``, authentication): all of them mean the database is unavailable — but for the
+    server's connection limit while the pool has connections of its own (:class:`_Gate`). Once
+    connected, only connection errors do; an error in a statement stays what it is.
     """
+    gate = _gate(pool)
+    await gate.enter()
     try:
-        conn = await pool.acquire()
-    except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-        raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+        while True:
+            try:
+                conn = await pool.acquire()
+                break
+            except asyncpg.TooManyConnectionsError as exc:
+                live = pool.get_size()
+                if live == 0:  # nothing of its own to use: unavailable indeed
+                    raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+                gate.refused(live, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                await gate.leave()  # wait in line for one of the connections the pool has
+                await gate.enter()
+            except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+                raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+    except BaseException:
+        await gate.leave()
+        raise
     try:
         yield conn
     except CONNECTION_ERRORS as exc:
         raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
     finally:
         await pool.release(conn)
+        await gate.leave()
 
 
 def _sql_files(directory: Traversable) -> list[Traversable]:

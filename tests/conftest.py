@@ -183,7 +183,7 @@ class WebhookSink:
 
     ``script`` is consumed one entry per request: a status (``500``, ``410``), ``(429, seconds)``
     for a rate limit with ``Retry-After``, or ``("stall", seconds)`` to hang before answering 200.
-    While ``down`` is set every request gets 500.
+    While ``down`` is set every request gets 500; ``slow_s`` delays every answer.
     """
 
     url: str = ""
@@ -191,6 +191,7 @@ class WebhookSink:
     attempts: list[Attempt] = field(default_factory=list)
     script: list[Any] = field(default_factory=list)
     down: bool = False
+    slow_s: float = 0.0  # every answer takes this long (a Slack that is slow, not down)
 
     def texts(self) -> list[str]:
         return [m["text"] for m in self.received]
@@ -205,6 +206,8 @@ async def webhook() -> AsyncIterator[WebhookSink]:
 
     async def receive(request: web.Request) -> web.Response:
         body = await request.json()
+        if sink.slow_s:
+            await asyncio.sleep(sink.slow_s)
         step = sink.script.pop(0) if sink.script else (500 if sink.down else 200)
         if isinstance(step, tuple) and step[0] == "stall":
             sink.attempts.append(Attempt(time.monotonic(), 0, body))

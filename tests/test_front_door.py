@@ -10,6 +10,7 @@ import resource
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import aiohttp
@@ -190,6 +191,23 @@ async def test_a_database_url_that_can_never_work_stops_start_up_at_once_naming_
               "unknown host")]
     if "host=" not in pg_server:  # a TCP server (CI's): a parameter the server does not know
         cases.append((pg_server + "?no_such_setting=1", "/postgres", "no_such_setting"))
+    # sslmode=require against a server without SSL: it answers the SSL request "N", as PostgreSQL
+    # built or configured without SSL does (the machine's own server offers SSL).
+    plain = socket.create_server(("127.0.0.1", 0))
+    port = plain.getsockname()[1]
+
+    def no_ssl() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = plain.accept()
+                with conn:
+                    if conn.recv(8)[4:8] == b"\x04\xd2\x16\x2f":  # SSLRequest
+                        conn.sendall(b"N")
+                    conn.recv(1024)
+
+    threading.Thread(target=no_ssl, daemon=True).start()
+    cases.append((f"postgresql://postgres@127.0.0.1:{port}/jobs?sslmode=require", f"127.0.0.1:{port}/jobs",
+                  "does not offer SSL"))
     for dsn, target, reason in cases:
         started = time.monotonic()
         result = run_cli(DATABASE_URL=dsn, LOG_LEVEL="WARNING")  # the service

@@ -196,6 +196,20 @@ async def test_a_backlog_folds_long_runs_cards_with_their_edits(spawn: Spawner, 
     assert sum("quick succeeded" in m["text"] or "quick: " in m["text"] for m in slack.messages.values()) >= 1
 
 
+async def test_a_busy_channel_does_not_hold_another_to_its_pace(spawn: Spawner, slack: SlackSimulator, db_url: str,
+                                                                 http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    # Eight results wait for C0OPS, which Slack takes about one a second; then one for C0ELSE, whose
+    # own pace is untouched: it goes at once, not behind the eight.
+    svc = await start(spawn, slack, db_url, SLACK_CHANNEL="C0OPS", FOOJOB_JOBS_DIR=_jobs(tmp_path / "jobs"))
+    for _ in range(8):
+        await _run_now(http, svc, "quick")
+    await _run_now(http, svc, "elsewhere")
+    await wait_until(lambda: len(_calls(slack, "chat.postMessage", "quick succeeded")) == 8, timeout=20,
+                     message="the eight results")
+    order = [json.dumps(body) for method, body in slack.chat_calls if method == "chat.postMessage"]
+    assert any("elsewhere succeeded" in o for o in order[:7]), order
+
+
 async def test_a_post_whose_answer_was_lost_is_not_posted_twice(spawn: Spawner, slack: SlackSimulator, db_url: str,
                                                                 db: asyncpg.Connection, http: aiohttp.ClientSession,
                                                                 tmp_path: Path) -> None:
@@ -272,6 +286,24 @@ async def test_a_backlog_folds_its_successes_and_never_a_failure(spawn: Spawner,
         WHERE EXISTS (SELECT 1 FROM foojob_outbox x WHERE x.id > h.id AND x.id < f.id
                       AND x.kind IS DISTINCT FROM 'success' AND x.method <> 'reply')""")
     assert passed == 0
+
+
+async def test_a_slow_slack_keeps_the_backlog_bounded(spawn: Spawner, db_url: str, db: asyncpg.Connection,
+                                                      webhook: WebhookSink) -> None:
+    # A result a second, and a webhook that takes 3 s to answer each: without folding the backlog
+    # would grow for ever (one message every 1.5 s more than Slack takes); it stays bounded.
+    webhook.slow_s = 3.0
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_CRON="* * * * * *", SLACK_WEBHOOK_URL=webhook.url).started()
+    depths: list[int] = []
+
+    async def folded_twice() -> bool:
+        depths.append(await _backlog(db))
+        return sum("runs succeeded" in t for t in webhook.texts()) >= 2
+
+    await wait_until(folded_twice, timeout=120, interval=0.5, message="two folds")
+    assert await svc.stop() == 0
+    assert max(depths) <= 25, depths  # 20 waiting, then a fold; a few more while its POST takes 3 s
+    assert webhook.run_ids() == sorted(webhook.run_ids())
 
 
 async def _backlog(db: asyncpg.Connection) -> int:
