@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.timeout(400)  # a minute of faults, with start-up and recovery around it
 
 
 def _chaos(pg_server: str, **env: str) -> subprocess.CompletedProcess[str]:

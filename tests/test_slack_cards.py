@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 
 from tests.conftest import Service, Spawner, WebhookSink, get_json, wait_until
 from tests.slack_sim import SlackSimulator
@@ -288,6 +289,7 @@ async def test_a_backlog_folds_its_successes_and_never_a_failure(spawn: Spawner,
     assert passed == 0
 
 
+@pytest.mark.timeout(200)
 async def test_a_slow_slack_keeps_the_backlog_bounded(spawn: Spawner, db_url: str, db: asyncpg.Connection,
                                                       webhook: WebhookSink) -> None:
     # A result a second, and a webhook that takes 3 s to answer each: without folding the backlog
