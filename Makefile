@@ -65,7 +65,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed-dev
 	@touch $@
 
 # Not part of `make test`: about five minutes of measurements, printed as tables and written to
-# bench/results/ (latest.json and latest.png are the ones the README quotes). BENCH_ARGS="--only
+# bench/results/ (latest.json and latest.png are the ones docs/performance.md quotes). BENCH_ARGS="--only
 # replicas,idle" runs some phases only (and leaves latest.* alone).
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
