@@ -263,7 +263,7 @@ async def connect(dsn: str) -> asyncpg.Connection:
 # command while a fire waits for another replica's run) borrows one, and gives it back to the server
 # soon after, so a replica holds two connections (this pool's one and the LISTEN one) at rest.
 POOL_IDLE_S = 10.0
-DEFAULT_POOL_SIZE = 10
+DEFAULT_POOL_SIZE = 5  # 3 replicas × (5 + LISTEN) = 18: a 20-connection plan, with 50 jobs due at once
 
 
 async def _keep_as_is(conn: asyncpg.Connection) -> None:

@@ -81,7 +81,7 @@ def test_defaults_and_empty_values_mean_unset() -> None:
     assert settings.timezone.key == "UTC"
     assert settings.slack_api_url == "https://slack.com/api/"
     assert not settings.slack_enabled
-    assert settings.database_pool_size == 10
+    assert settings.database_pool_size == 5
 
 
 def test_secrets_never_show_in_repr_or_str() -> None:
