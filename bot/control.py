@@ -424,11 +424,11 @@ class Control:
         return claimed is not None
 
     async def claim_outage(self, since: datetime, until: datetime, cap: int,
-                           message: Callable[[dict[str, int]], Message | None]) -> dict[str, int]:
+                           message: Callable[[dict[str, int], bool], Message | None]) -> dict[str, int]:
         """The fires no replica ran in ``(since, until]`` (the database was unreachable), claimed
-        once across replicas in ``foojob_missed`` (reason ``outage``), and ``message(claimed)``
-        staged with them: how many of each job's this replica claimed (a fire another replica
-        claimed first is its to report)."""
+        once across replicas in ``foojob_missed`` (reason ``outage``), and ``message(claimed,
+        missed_any)`` staged with them: how many of each job's this replica claimed (a fire another
+        replica claimed first is its to report), and whether any fire was missed at all."""
         missed = {job: await self.missed_between(job, since, until, cap) for job in self.jobs}
         claimed: dict[str, int] = {}
         after_commit: AfterCommit = nothing
@@ -436,7 +436,7 @@ class Control:
             for job, instants in missed.items():
                 rows = await conn.fetch(self._q["claim_outage_fires"], job, instants) if instants else []
                 claimed[job] = len(rows)
-            said = message(claimed)
+            said = message(claimed, any(missed.values()))
             if said is not None:
                 after_commit = await stage(self._notifier, conn, self._q, said)
         after_commit()

@@ -9,12 +9,12 @@ gone and back.
   so each missed fire is reported once across replicas, with its reason.
 * **Outages told once.** When a run cannot reach the database, one message straight to the
   webhook (the outbox cannot be written) — not one per fire, and none while the job is known to
-  be paused; when the database answers again, one message through the outbox saying how long it
-  was gone and how many fires no replica ran meanwhile. The replicas cannot agree during an
-  outage, so they agree beforehand: only the replica that the last heartbeat named speaker (the
-  first by name of those up) says it. The direct message cannot keep its place in the outbox's
-  order (it exists because the outbox cannot be written); the message that ends the outage goes
-  through the outbox, in order.
+  be paused. The replicas cannot agree during an outage, so they agree beforehand: only the
+  replica that the last heartbeat named speaker (the first by name of those up) says it. The
+  direct message cannot keep its place in the outbox's order (it exists because the outbox cannot
+  be written). When the database answers again, the fires no replica ran meanwhile are claimed
+  in the database, each once across replicas, and whichever replica claims them says so through
+  the outbox, in order: how long it was gone, how many fires were missed.
 
 What it does not do: decide whether a fire runs (the runner does, in the database), or report the
 time when no replica was up (the start-up does, in ``bot.app.catch_up``).
@@ -112,22 +112,16 @@ class Watcher:
         says so, in the same transaction — whichever replica that is: the one that told the outage
         may have died since. A replica that told the outage and finds no fire missed at all says
         that instead."""
-        until, start = datetime.now(UTC), since - timedelta(seconds=1)
+        until = datetime.now(UTC)
+
+        def message(claimed: dict[str, int], missed_any: bool) -> Message | None:
+            if any(claimed.values()):
+                return back_message(since, until, {job: n for job, n in claimed.items() if n}, self._tz)
+            quiet = told and self.speaker and not missed_any
+            return back_message(since, until, {}, self._tz) if quiet else None
+
         try:
-            # Whether any fire was missed at all (whoever claims it).
-            missed_any = False
-            for job in self._control.jobs:
-                if await self._control.missed_between(job, start, until, 1):
-                    missed_any = True
-                    break
-
-            def message(claimed: dict[str, int]) -> Message | None:
-                if any(claimed.values()):
-                    return back_message(since, until, {job: n for job, n in claimed.items() if n}, self._tz)
-                quiet = told and self.speaker and not missed_any
-                return back_message(since, until, {}, self._tz) if quiet else None
-
-            claimed = await self._control.claim_outage(start, until, MAX_COUNTED, message)
+            claimed = await self._control.claim_outage(since - timedelta(seconds=1), until, MAX_COUNTED, message)
         except DatabaseUnavailable:
             self._outage_since, self._outage_told = since, told  # not back after all
             return
