@@ -524,8 +524,7 @@ class SlackSurface:
             state = await self._control.pause(job, by=user, duration=duration, reason=reason)
             await self._announce(client, channel, messages.paused_message(state, self._tz))
 
-        self._work(self._then_home(pause(), client, user if home else None),
-                   self._modal_replier(client, user, home, channel))
+        self._after_modal(pause(), client, user, home, channel)
 
     async def _on_schedule_submitted(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any],
                                      client: AsyncWebClient) -> None:
@@ -550,12 +549,18 @@ class SlackSurface:
                 await self._announce(client, channel,
                                      messages.schedule_changed_message(old, new, user, "schedule-set", self._tz))
 
-        self._work(self._then_home(change(), client, user if home else None),
-                   self._modal_replier(client, user, home, channel))
+        self._after_modal(change(), client, user, home, channel)
 
-    def _modal_replier(self, client: AsyncWebClient, user: str, home: bool, channel: str | None) -> Reply:
-        """What failed after a modal closed (its ack is sent before the change is made) is told to
-        its user: on the Home tab it came from, or in its channel, visible to them only."""
+    def _after_modal(self, change: Awaitable[Any], client: AsyncWebClient, user: str, home: bool,
+                     channel: str | None) -> None:
+        """Make a submitted modal's change, after its ack: a modal opened from the Home tab shows
+        the change there; what failed is told to its user — on the Home tab it came from, or in its
+        channel, visible to them only."""
+        async def made() -> None:
+            await change
+            if home:
+                await self._publish_home(client, user)
+
         async def reply(message: Message, *, in_channel: bool = False, replace: bool = False) -> None:
             if home:
                 await self._publish_home(client, user, notice=message)
@@ -566,7 +571,7 @@ class SlackSurface:
                 except SlackApiError as exc:
                     log.warning("could not tell %s that their change failed (%s)", user, exc.response.get("error"))
 
-        return reply
+        self._work(made(), reply)
 
     async def _modal_allowed(self, user: str, role: Role, field: str) -> None:
         """The role, checked again on a modal's submission: a refusal is shown on ``field``."""
@@ -593,12 +598,6 @@ class SlackSurface:
             await client.chat_postMessage(channel=channel, text=message.text, blocks=message.blocks)
         except SlackApiError as exc:
             log.warning("the change was not announced in %s (%s)", channel, exc.response.get("error"))
-
-    async def _then_home(self, change: Awaitable[Any], client: AsyncWebClient, user: str | None) -> None:
-        """Make a modal's change; a modal opened from the Home tab shows it there (None: not from Home)."""
-        await change
-        if user is not None:
-            await self._publish_home(client, user)
 
     async def _on_apply(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any],
                         client: AsyncWebClient) -> None:
