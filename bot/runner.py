@@ -106,20 +106,24 @@ class _CardTimer:
         self._posting = False
         self._task = asyncio.get_running_loop().create_task(self._post_later(), name=f"card:{job}:{run_id}")
 
-    async def _post_later(self) -> bool:
-        await asyncio.sleep(CARD_AFTER_S)
-        self._posting = True
+    async def _stage(self, message: Message, unsaid: str) -> bool:
+        """Put ``message`` in the outbox in a transaction of its own, within ``CARD_POST_S``; what
+        keeps it from being written is a warning (``unsaid``), never the run's failure."""
         runner = self._runner
         try:
             async with asyncio.timeout(CARD_POST_S), acquire(runner._pool) as conn, conn.transaction():
-                after = await stage(runner._notifier, conn, runner._q,
-                                    running_card(self._job, self._run_id, self._started_at, runner._tz))
-        except Exception as exc:  # whatever keeps the card from being posted, the run goes on without it
-            log.warning("the card of run %d of %s was not posted (%s): its result will be", self._run_id,
-                        self._job, type(exc).__name__)
+                after = await stage(runner._notifier, conn, runner._q, message)
+        except Exception as exc:
+            log.warning("the card of run %d of %s %s (%s)", self._run_id, self._job, unsaid, type(exc).__name__)
             return False
         after()
         return True
+
+    async def _post_later(self) -> bool:
+        await asyncio.sleep(CARD_AFTER_S)
+        self._posting = True
+        card = running_card(self._job, self._run_id, self._started_at, self._runner._tz)
+        return await self._stage(card, "was not posted: its result will be")
 
     async def settled(self) -> bool:
         if not self._posting:
@@ -134,17 +138,9 @@ class _CardTimer:
     async def unfinished(self, exc: BaseException) -> None:
         """The run ended without committing: its card says so, best effort (the database may be
         what went away)."""
-        runner = self._runner
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        try:
-            async with asyncio.timeout(CARD_POST_S), acquire(runner._pool) as conn, conn.transaction():
-                after = await stage(runner._notifier, conn, runner._q,
-                                    unfinished_card(self._job, self._run_id, self._started_at, reason, runner._tz))
-        except Exception as error:  # told in the log instead
-            log.warning("the card of run %d of %s still says it is running (%s)", self._run_id, self._job,
-                        type(error).__name__)
-            return
-        after()
+        card = unfinished_card(self._job, self._run_id, self._started_at, reason, self._runner._tz)
+        await self._stage(card, "still says it is running")
 
     def cancel(self) -> None:
         if not self._posting:
