@@ -42,6 +42,12 @@ async def run(command: str, args: argparse.Namespace, control: Control, tz: Zone
         job, args.words = words[0], words[1:]  # a verb's first word that names a job is the job
     else:
         job = args.job or control.default_job
+        # A job the service runs but this command does not know (its file is in the service's
+        # FOOJOB_JOBS_DIR, not here): refused, never read as foo's reason or duration.
+        named = args.job or (words[0] if args.job is None and words else None)
+        if named is not None and named not in control.jobs and named in await control.jobs_on_record():
+            raise BadInput(f"{named[:40]!r} is a job of the service, but not of this command: its file is not in "
+                           "FOOJOB_JOBS_DIR here; set FOOJOB_JOBS_DIR to the service's jobs folder")
     control.spec(job)  # an unknown job is refused before anything is done
     if command not in ("pause", "schedule", "next") and args.words:
         raise BadInput(f"`{command}` takes a job's name and nothing else: no job is named {args.words[0][:40]!r} "

@@ -491,6 +491,12 @@ class Control:
         return Beat(speaker=row["speaker"] == replica, outbox_pending=bool(row["outbox_pending"]),
                     rank=int(row["rank"]), replicas=int(row["replicas"]))
 
+    async def jobs_on_record(self) -> list[str]:
+        """The jobs the database knows of: those a service has recorded, whatever this process's
+        catalogue (a CLI without the service's FOOJOB_JOBS_DIR lacks its SQL jobs)."""
+        async with self._conn() as conn:
+            return [row["job"] for row in await conn.fetch(self._q["jobs_on_record"])]
+
     async def group_changed(self, group: str) -> None:
         """Tell every replica that a Slack user group's members changed (Slack tells one)."""
         async with self._conn() as conn:

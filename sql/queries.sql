@@ -206,6 +206,10 @@ SELECT job,
        configured_cron, configured_timezone
 FROM foojob_job_state WHERE job = $1;
 
+-- name: jobs_on_record
+-- Every job a process has recorded (a service that ran it, with its own FOOJOB_JOBS_DIR).
+SELECT job FROM foojob_job_state ORDER BY job;
+
 -- name: ensure_job_state
 INSERT INTO foojob_job_state (job) VALUES ($1) ON CONFLICT (job) DO NOTHING;
 

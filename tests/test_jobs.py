@@ -189,6 +189,27 @@ async def test_an_sql_job_is_rolled_back_whole_when_a_statement_fails(spawn: Spa
 
 # -- the CLI -------------------------------------------------------------------------------------------
 
+async def test_the_cli_without_the_services_jobs_folder_refuses_its_jobs(spawn: Spawner, db_url: str,
+                                                                        db: asyncpg.Connection,
+                                                                        tmp_path: Path) -> None:
+    # The service runs rollup from its folder; a CLI started elsewhere does not have the file.
+    # `pause rollup 1h` must not pause foo "until resumed" with the reason "rollup 1h".
+    write(tmp_path, "rollup.sql", ROLLUP.format(cron="0 3 * * *"))
+    svc = await spawn(DATABASE_URL=db_url, FOOJOB_JOBS_DIR=str(tmp_path)).started()
+    assert await svc.stop() == 0
+    elsewhere = tmp_path / "empty"
+    elsewhere.mkdir()
+    env = {"DATABASE_URL": db_url, "FOOJOB_JOBS_DIR": str(elsewhere)}
+    for args in (("pause", "rollup", "1h"), ("status", "--job", "rollup"), ("resume", "rollup")):
+        refused = run_cli(*args, **env)
+        assert refused.returncode == 2, (args, refused.stdout, refused.stderr)
+        assert "'rollup' is a job of the service, but not of this command" in refused.stderr
+        assert "FOOJOB_JOBS_DIR" in refused.stderr
+    assert not await db.fetchval("SELECT count(*) FROM foojob_job_state WHERE paused")
+    assert run_cli("pause", "deploy", **env).returncode == 0  # a plain reason is still foo's reason
+    assert await db.fetchval("SELECT pause_reason FROM foojob_job_state WHERE job = 'foo'") == "deploy"
+
+
 async def test_the_cli_lists_the_jobs_and_takes_job_anywhere(db_url: str, db: asyncpg.Connection,
                                                             tmp_path: Path) -> None:
     write(tmp_path, "rollup.sql", ROLLUP.format(cron="0 3 * * *"))
