@@ -40,7 +40,9 @@ from bot.db import (
     describe_target,
     migrate,
     migrations,
+    on_refused,
     schema_missing,
+    usable,
     wait_for_database,
 )
 from bot.errors import DatabaseUnavailable, FoojobError
@@ -57,6 +59,7 @@ from bot.retention import Pruner
 from bot.retrier import Retrier
 from bot.runner import Policy, Runner
 from bot.scheduler import MISFIRE_GRACE, Scheduler
+from bot.standby import Standby
 from bot.tasks import Tasks
 from bot.timefmt import span
 from bot.watch import Watcher
@@ -373,8 +376,8 @@ async def serve(settings: Settings) -> int:
             core.runner.ping_job = None if per_job(settings.heartbeat_url) else settings.jobs.default
             scheduler = Scheduler(
                 schedules, settings.timezone,
-                on_fire=lambda job, at, version, look_first: core.runner.run(
-                    job, trigger="schedule", scheduled_for=at, schedule_version=version, look_first=look_first),
+                on_fire=lambda job, at, version: core.runner.run(
+                    job, trigger="schedule", scheduled_for=at, schedule_version=version),
                 on_pause_expired=core.control.expire_pause,
                 on_missed=watcher.missed,
             )
@@ -472,6 +475,12 @@ async def serve(settings: Settings) -> int:
             pruner.start()
             stack.push_async_callback(pruner.stop)
             scheduler.start()
+            standby = Standby(scheduler, core.control.standby_watch, watcher.suspect,  # the others' fires
+                              lambda: usable(core.pool))
+            on_refused(core.pool, scheduler.on_change)
+            scheduler.try_every_fire(lambda: watcher.outage or standby.unable)
+            standby.start()
+            stack.push_async_callback(standby.stop)
             await retrier.reload()  # attempts left pending by a replica that stopped or died
             backend.control = core.control
             for name, sched in schedules.items():

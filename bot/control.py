@@ -491,6 +491,17 @@ class Control:
         return Beat(speaker=row["speaker"] == replica, outbox_pending=bool(row["outbox_pending"]),
                     rank=int(row["rank"]), replicas=int(row["replicas"]))
 
+    async def standby_watch(self, jobs: list[str], instants: list[datetime], versions: list[int],
+                            grace: timedelta, until: datetime) -> list[asyncpg.Record]:
+        """Wait, in one statement, for a fire of these still unclaimed ``grace`` after its instant
+        (bot.standby); at ``until`` at the latest."""
+        wait_s = (until - datetime.now(UTC)).total_seconds()
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute(self._q["no_statement_timeout"])  # a server's own would cut the wait short
+            rows: list[asyncpg.Record] = await conn.fetch(self._q["standby_watch"], jobs, instants, versions,
+                                                          grace, until, timeout=max(wait_s, 0) + 30)
+        return rows
+
     async def jobs_on_record(self) -> list[str]:
         """The jobs the database knows of: those a service has recorded, whatever this process's
         catalogue (a CLI without the service's FOOJOB_JOBS_DIR lacks its SQL jobs)."""

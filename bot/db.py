@@ -18,7 +18,7 @@ import os
 import re
 import socket
 import warnings
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
@@ -71,6 +71,7 @@ class _Gate:
     def __init__(self, size: int) -> None:
         self.size = self.cap = size
         self.out = 0
+        self.on_refused: list[Callable[[], None]] = []  # told when the cap shrinks (bot.standby)
         self.refused_at = -math.inf
         self._said_at = -math.inf
         self._free = asyncio.Condition()
@@ -92,6 +93,8 @@ class _Gate:
         loop = asyncio.get_running_loop()
         self.refused_at = loop.time()
         self.cap = max(1, live)
+        for told in self.on_refused:
+            told()
         if loop.time() - self._said_at >= 60.0:
             self._said_at = loop.time()
             log.warning("the database refuses more connections (%s): using the %d this process has; the "
@@ -109,6 +112,20 @@ def _gate(pool: asyncpg.Pool) -> _Gate:
     if kept is None or kept[0] is not pool:
         kept = _gates[id(pool)] = (pool, _Gate(pool.get_max_size()))
     return kept[1]
+
+
+def usable(pool: asyncpg.Pool) -> int:
+    """How many of the pool's connections may be out at once now: its size, or fewer while the
+    server refuses more (:class:`_Gate`)."""
+    gate = _gate(pool)
+    if gate.cap < gate.size and asyncio.get_running_loop().time() - gate.refused_at >= GROW_BACK_S:
+        return gate.size
+    return gate.cap
+
+
+def on_refused(pool: asyncpg.Pool, told: Callable[[], None]) -> None:
+    """Call ``told`` whenever the server refuses the pool a connection for its limit."""
+    _gate(pool).on_refused.append(told)
 
 
 @asynccontextmanager

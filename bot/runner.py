@@ -187,7 +187,7 @@ class Runner:
 
     async def run(self, job_name: str, *, trigger: Trigger, scheduled_for: datetime | None = None,
                   triggered_by: str | None = None, schedule_version: int | None = None,
-                  look_first: bool = False, attempt: int = 1) -> RunRecord | None:
+                  attempt: int = 1) -> RunRecord | None:
         """Run the job once and return its record (status ``succeeded`` or ``failed``).
 
         Manual runs raise :class:`AlreadyRunning` if a run of the job is in progress anywhere.
@@ -195,10 +195,8 @@ class Runner:
         when the fire is not theirs to run: paused, skipped, no longer scheduled, or already claimed
         by another replica. ``schedule_version``: the version of the schedule the fire was armed
         with; when the database has another, the instant must be one of the new schedule's.
-        ``look_first``: the fire is another replica's share (bot.scheduler), most likely run by now:
-        one statement looks for its run before anything is locked. ``attempt``: with trigger
-        ``retry``, the attempt to make (2 or more), taken from the pending retries (once across
-        replicas: None when another replica took it, or a pause cancelled it).
+        ``attempt``: with trigger ``retry``, the attempt to make (2 or more), taken from the pending
+        retries (once across replicas: None when another replica took it, or a pause cancelled it).
         A scheduled, catch-up or retry run that fails, of a job with ``retries`` left, queues its
         next attempt with its record and posts nothing: only a fire's last attempt is told.
         Raises :class:`DatabaseUnavailable` when PostgreSQL cannot be reached; the failure is
@@ -206,9 +204,6 @@ class Runner:
         """
         job = self.job(job_name)
         try:
-            if look_first and scheduled_for is not None and await self._claimed(job, scheduled_for):
-                log.debug("fire of %s for %s already run by another replica", job.name, scheduled_for)
-                return None
             record = await self._run_in_transaction(job, trigger, scheduled_for, triggered_by, schedule_version,
                                                     attempt)
         except (AlreadyRunning, UnknownJob):
@@ -244,13 +239,6 @@ class Runner:
             self._metrics.observe_run(record)
         return record
 
-    async def _claimed(self, job: JobSpec, scheduled_for: datetime) -> bool:
-        """Whether the fire has a run already: one statement, no lock. A claim is committed with
-        its run, so a run is found only once it has ended; otherwise the fire goes the whole way
-        (and waits for a run in progress, which it takes over if that run's process dies)."""
-        async with acquire(self._pool) as conn:
-            return bool(await conn.fetchval(self._q["fire_claimed"], job.name, scheduled_for))
-
     async def _run_in_transaction(self, job: JobSpec, trigger: Trigger, scheduled_for: datetime | None,
                                   triggered_by: str | None, schedule_version: int | None,
                                   attempt: int) -> RunRecord | None:
@@ -278,7 +266,17 @@ class Runner:
                 run_id = claim["id"]
             else:
                 try:
-                    await conn.execute(q["lock_fire"], job.name, scheduled_for, SCHEDULED_LOCK_WAIT)
+                    if trigger == "retry":
+                        await conn.execute(q["lock_fire"], job.name, scheduled_for, SCHEDULED_LOCK_WAIT)
+                        started_at = datetime.now(UTC)
+                        claim = await conn.fetchrow(q["claim_retry"], job.name, scheduled_for, attempt, started_at)
+                    else:
+                        attempt = 1
+                        claim = await conn.fetchrow(q["claim_fire"], job.name, trigger, scheduled_for,
+                                                    datetime.now(UTC), triggered_by,
+                                                    schedule_version if trigger == "schedule" else None,
+                                                    SCHEDULED_LOCK_WAIT)
+                        started_at = claim["started_at"]
                 except asyncpg.LockNotAvailableError:
                     log.warning("fire of %s for %s given up: a run was still in progress after %s",
                                 job.name, scheduled_for, SCHEDULED_LOCK_WAIT,
@@ -287,20 +285,13 @@ class Runner:
                         self.watch.missed(job.name, [scheduled_for],
                                           f"waited {SCHEDULED_LOCK_WAIT} for a run in progress")
                     return None
-                started_at = datetime.now(UTC)
-                if trigger == "retry":
-                    claim = await conn.fetchrow(q["claim_retry"], job.name, scheduled_for, attempt, started_at)
-                    if claim["id"] is None:
-                        why = ("paused: its pending retries are cancelled" if claim["paused"] else
-                               "taken by another replica, or cancelled")
-                        log.info("attempt %d of %s for %s not made: %s", attempt, job.name,
-                                 scheduled_for.isoformat() if scheduled_for else None, why,
-                                 extra=_fire_fields(job.name, trigger, scheduled_for, "not-retried"))
-                        return None
-                else:
-                    attempt = 1
-                    claim = await conn.fetchrow(q["claim_fire"], job.name, trigger, scheduled_for, started_at,
-                                                triggered_by, schedule_version if trigger == "schedule" else None)
+                if trigger == "retry" and claim["id"] is None:
+                    why = ("paused: its pending retries are cancelled" if claim["paused"] else
+                           "taken by another replica, or cancelled")
+                    log.info("attempt %d of %s for %s not made: %s", attempt, job.name,
+                             scheduled_for.isoformat() if scheduled_for else None, why,
+                             extra=_fire_fields(job.name, trigger, scheduled_for, "not-retried"))
+                    return None
                 if claim["id"] is None:
                     if claim["paused"]:
                         log.info("fire of %s for %s skipped: paused", job.name,

@@ -18,6 +18,7 @@ on time. What we do not take from it, on purpose (DESIGN.md, "Known traps"):
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -36,16 +37,24 @@ from bot.schedules import Schedule
 
 log = logging.getLogger(__name__)
 
-# (job, instant, schedule version, look first: the fire is another replica's share, likely claimed)
-FireHandler = Callable[[str, datetime, int, bool], Awaitable[Any]]
+# (job, instant, schedule version)
+FireHandler = Callable[[str, datetime, int], Awaitable[Any]]
 MissedHandler = Callable[[str, list[datetime], str], None]
 
 # A fire more than this late (the event loop was blocked, the machine slept) is skipped rather
 # than run at the wrong time; catching up after downtime is the start-up's business.
 MISFIRE_GRACE = timedelta(seconds=30)
-# A replica tries the fires of the other replicas' share once its own have run, or after this long
-# at most (FireExecutor._launch_batch).
-OTHERS_AFTER_S = 0.05
+
+
+def owner(position: int, replicas: int) -> int:
+    """The rank (from 0, among the ``replicas`` up, by name: the heartbeat says) of the replica
+    that owns the fires of the job at ``position`` among the jobs by name. Round the replicas: the
+    jobs spread evenly (50 jobs on 3 replicas: 17, 17 and 16), and a job stays with one replica
+    while the replicas up stay the same (its connection is warm). Every replica computes the same
+    from the same count and the same jobs. (Two that count differently for a moment — a replica
+    starting, or a deploy adding a job — may both run a fire, which the claim keeps to one run, or
+    neither: a standby runs it, bot.standby.GRACE late.)"""
+    return position % replicas if replicas > 1 else 0
 
 
 class FireExecutor(BaseExecutor):  # type: ignore[misc]
@@ -69,50 +78,45 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
         # jobs of fires handed over but not launched yet (in the batch, or the others' share).
         self._batch: list[tuple[Any, datetime, tuple[Any, ...]]] = []
         self._deferred: set[str] = set()
+        self._taken: set[tuple[str, datetime]] = set()  # fires taken over from their owner
         self.rank, self.replicas = 0, 1
+        self.positions: dict[str, int] = {}  # each job's place among the jobs by name
+        self.everyone: Callable[[], bool] = lambda: False  # every fire is tried here (try_every_fire)
+
+    def owns(self, job: str) -> bool:
+        """Whether this replica runs ``job``'s fires: it owns them (see :func:`owner`), or the
+        database is out — every replica then tries every fire, and each failure is counted for the
+        outage's report (bot.watch), as a replica standing by cannot tell — or the replicas cannot
+        stand by (too few connections: bot.standby); the claim keeps each fire to one run."""
+        return self.everyone() or owner(self.positions.get(job, 0), self.replicas) == self.rank
 
     def _launch_batch(self) -> None:
-        """Launch the fires due together: this replica's share of them first, the rest after.
-
-        Every replica tries every fire (the first claims it; the others find it claimed, or wait
-        for its run so that they can take over if its process dies). Were they all to go down the
-        jobs in the same order, they would all contend for the first job, then the second, and the
-        last job of a busy second would wait for every other on every replica. So each replica
-        takes its own share first (replica ``rank`` of ``replicas`` up, as the heartbeat says: the
-        ``rank``-th slice of the jobs by name), and the others' once its own have run, or after
-        ``OTHERS_AFTER_S`` at most: by then they are claimed, which one statement finds (the
-        runner looks before it locks: ``look_first``); a share whose replica has died meanwhile is
-        run that much late, never lost. (The automatic-resume timers are not shared: each replica
-        runs its own at once, and the database keeps them to one resume.)"""
+        """Launch the fires due together that this replica owns; the others are their owners' to
+        run. A replica stands by for them (bot.standby): one that is still unclaimed two seconds
+        after its instant — its owner died or froze — is handed back here (:meth:`take_over`).
+        (The automatic-resume timers are not shared: each replica runs its own at once, and the
+        database keeps them to one resume.)"""
         batch, self._batch = sorted(self._batch, key=lambda fire: fire[0].id), []
         if self._stopped:
             self._drop(batch)
             return
-        timers = [fire for fire in batch if fire[0].id.startswith("auto-resume:")]
-        batch = [fire for fire in batch if not fire[0].id.startswith("auto-resume:")]
-        for fire in timers:
-            self._launch(*fire)
-        n, rank, replicas = len(batch), self.rank, max(self.replicas, 1)
-        low, high = n * rank // replicas, n * (rank + 1) // replicas
-        mine = [self._launch(*fire) for fire in batch[low:high]]
-        others = batch[high:] + batch[:low]
-        if not others:
-            return
-
-        async def then_the_others() -> None:
-            if mine:
-                await asyncio.wait(mine, timeout=OTHERS_AFTER_S)
+        for fire in batch:
+            job, scheduled_for, _ = fire
+            if (job.id.startswith("auto-resume:") or (job.id, scheduled_for) in self._taken
+                    or self.owns(job.id)):
+                self._taken.discard((job.id, scheduled_for))
+                self._launch(*fire)
             else:
-                await asyncio.sleep(OTHERS_AFTER_S)
-            if self._stopped:
-                self._drop(others)
-                return
-            for fire in others:
-                self._launch(*fire, look_first=True)
+                self._deferred.discard(job.id)
+                self._run_job_success(job.id, [])
 
-        later = self._loop.create_task(then_the_others(), name="fire:others")
-        self._tasks.add(later)
-        later.add_done_callback(self._tasks.discard)
+    def take_over(self, job: Any, scheduled_for: datetime) -> None:
+        """Run a fire this replica does not own: still unclaimed two seconds after its instant
+        (bot.standby). As a fire handed over by APScheduler is: one fire of a job at a time here."""
+        with self._lock:
+            self._instances[job.id] += 1  # answered once, as a submission is (BaseExecutor)
+        self._taken.add((job.id, scheduled_for))
+        self._do_submit_job(job, [scheduled_for])
 
     def start(self, scheduler: Any, alias: str) -> None:
         super().start(scheduler, alias)
@@ -151,6 +155,12 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
             self._batch.append((job, scheduled_for, args))
             self._deferred.add(job.id)
             return
+        if not (job.id.startswith("auto-resume:") or (job.id, scheduled_for) in self._taken
+                or self.owns(job.id)):
+            # Another replica's to run (its run waits for this one's end there); nothing kept here.
+            self._loop.call_soon(self._run_job_success, job.id, [])
+            return
+        self._taken.discard((job.id, scheduled_for))
         superseded = self._pending.get(job.id)
         self._pending[job.id] = (job, scheduled_for, args)
         if superseded is not None:
@@ -164,8 +174,7 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
         else:
             log.info("fire of %s for %s waits for the run in progress", job.id, scheduled_for.isoformat())
 
-    def _launch(self, job: Any, scheduled_for: datetime, args: tuple[Any, ...], *,
-                look_first: bool = False) -> asyncio.Task[Any]:
+    def _launch(self, job: Any, scheduled_for: datetime, args: tuple[Any, ...]) -> asyncio.Task[Any]:
         async def fire() -> list[JobExecutionEvent]:
             late = datetime.now(UTC) - scheduled_for
             if late > MISFIRE_GRACE:
@@ -175,8 +184,7 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
                                                          "scheduled_for": scheduled_for.isoformat()})
                 return []
             try:
-                value = await job.func(*args, scheduled_for=scheduled_for,
-                                       **({"look_first": True} if look_first else {}))
+                value = await job.func(*args, scheduled_for=scheduled_for)
             except Exception as exc:
                 log.exception("fire of %s for %s failed", job.id, scheduled_for.isoformat())
                 return [JobExecutionEvent(EVENT_JOB_ERROR, job.id, job._jobstore_alias, scheduled_for,
@@ -222,12 +230,63 @@ class Scheduler:
             job_defaults={"coalesce": False, "max_instances": 1_000_000, "misfire_grace_time": None},
         )
         self._schedules = dict(schedules)
+        self._executor.positions = {job: n for n, job in enumerate(sorted(self._schedules))}
         self._on_fire = on_fire
         self._on_pause_expired = on_pause_expired
+        # Told when the fires this replica stands by for change: the replicas up, a schedule (bot.standby).
+        self.on_change: Callable[[], None] = lambda: None
 
     def spread(self, rank: int, replicas: int) -> None:
-        """This replica is number ``rank`` (from 0) of ``replicas`` up: see FireExecutor._launch_batch."""
-        self._executor.rank, self._executor.replicas = rank, replicas
+        """This replica is number ``rank`` (from 0) of ``replicas`` up: see :func:`owner`."""
+        if (rank, replicas) != (self._executor.rank, self._executor.replicas):
+            self._executor.rank, self._executor.replicas = rank, replicas
+            self.on_change()
+
+    def alone(self) -> bool:
+        """Whether this replica is the only one up (the heartbeat says)."""
+        return self._executor.replicas <= 1
+
+    def standing_by(self) -> bool:
+        """Whether other replicas own fires that this one stands by for (bot.standby)."""
+        return self._executor.replicas > 1 and not self._executor.everyone()
+
+    def try_every_fire(self, everyone: Callable[[], bool]) -> None:
+        """While ``everyone()``, every fire is tried here (FireExecutor.owns): the database is out,
+        or this replica cannot stand by (bot.standby)."""
+        self._executor.everyone = everyone
+
+    def others_fires(self, after: datetime, until: datetime,
+                     most: int) -> tuple[list[tuple[str, datetime, int]], datetime] | None:
+        """The fires in (``after``, ``until``] that other replicas own, as (job, instant, schedule
+        version) in order of instant; about ``most`` of them at most (never part of an instant's).
+        Also the instant up to which the list is whole: ``until``, or earlier when cut short.
+        None: this replica stands by for nobody (alone, or the database is out)."""
+        rank, replicas = self._executor.rank, self._executor.replicas
+        if not self.standing_by():
+            return None
+        heap: list[tuple[datetime, str, Schedule]] = []
+        for job, schedule in self._schedules.items():
+            at = schedule.expression.next_after(after, schedule.tz)
+            if at <= until and self._aps.get_job(job) is not None:
+                heap.append((at, job, schedule))
+        heapq.heapify(heap)
+        fires: list[tuple[str, datetime, int]] = []
+        while heap:
+            at, job, schedule = heap[0]
+            if len(fires) >= most and fires[-1][1] < at:
+                return fires, fires[-1][1]
+            heapq.heappop(heap)
+            if owner(self._executor.positions.get(job, 0), replicas) != rank:
+                fires.append((job, at, schedule.version))
+            if (following := schedule.expression.next_after(at, schedule.tz)) <= until:
+                heapq.heappush(heap, (following, job, schedule))
+        return fires, until
+
+    def take_over(self, job: str, scheduled_for: datetime) -> None:
+        """Run another replica's fire, still unclaimed two seconds after its instant (bot.standby)."""
+        armed = self._aps.get_job(job)
+        if armed is not None and self._aps.running:
+            self._executor.take_over(armed, scheduled_for)
 
     def start(self) -> None:
         for job, schedule in self._schedules.items():
@@ -251,16 +310,16 @@ class Scheduler:
         first = schedule.expression.next_after(min(since, datetime.now(UTC)), schedule.tz)
         self._aps.modify_job(schedule.job, trigger=CronTrigger(schedule.expression, schedule.tz),
                              args=[schedule.job, schedule.version], next_run_time=first)
+        self.on_change()
         log.info("%s now follows %s: %s (%s), next fire %s", schedule.job, schedule.cron, schedule.describe(),
                  schedule.timezone, first.isoformat())
 
     # ``scheduled_for`` has a default only because APScheduler checks the arguments when the job
     # is added; FireExecutor always passes it.
-    async def _fire(self, job: str, version: int, *, scheduled_for: datetime | None = None,
-                    look_first: bool = False) -> None:
+    async def _fire(self, job: str, version: int, *, scheduled_for: datetime | None = None) -> None:
         assert scheduled_for is not None
         try:
-            await self._on_fire(job, scheduled_for, version, look_first)
+            await self._on_fire(job, scheduled_for, version)
         except DatabaseUnavailable as exc:
             # Already logged and reported by the runner; the schedule goes on.
             log.debug("fire of %s for %s failed: %s", job, scheduled_for.isoformat(), exc)

@@ -56,6 +56,9 @@ class Watcher:
         # Whether this replica speaks during an outage (the last heartbeat says; alone, it does).
         self.speaker = True
         self._outage_since: datetime | None = None
+        # The fires missed in an outage are counted from here: its start, or earlier when a standby
+        # lost the database with fires of other replicas not yet checked (bot.standby).
+        self._missed_from: datetime | None = None
         self._outage_told = False
 
     # -- what the scheduler and the runner say ----------------------------------------------
@@ -78,11 +81,24 @@ class Watcher:
         if self.speaker:
             self._notifier.publish_now(outage_message([job], self._outage_since, error, self._tz))
 
+    @property
+    def outage(self) -> bool:
+        """Whether this replica finds the database unreachable (until a run is recorded again)."""
+        return self._outage_since is not None
+
+    def suspect(self, unchecked_from: datetime) -> None:
+        """The database went away under a standby's wait (bot.standby), whose fires from
+        ``unchecked_from`` on were not checked yet: those are counted with the outage's. From now
+        on every fire is tried here, so that the outage is told and counted as before."""
+        if self._outage_since is None:
+            self._outage_since = datetime.now(UTC)
+        self._missed_from = min(self._missed_from or unchecked_from, unchecked_from)
+
     def reachable(self) -> None:
         if self._outage_since is not None:
-            since, told = self._outage_since, self._outage_told
-            self._outage_since, self._outage_told = None, False
-            self._tasks.spawn(self._back(since, told))
+            since, told, missed_from = self._outage_since, self._outage_told, self._missed_from
+            self._outage_since, self._outage_told, self._missed_from = None, False, None
+            self._tasks.spawn(self._back(since, told, missed_from))
 
     # -- reports ----------------------------------------------------------------------------
 
@@ -106,7 +122,7 @@ class Watcher:
             if self._metrics is not None:
                 self._metrics.missed_fires.labels(job).inc(len(instants))
 
-    async def _back(self, since: datetime, told: bool) -> None:
+    async def _back(self, since: datetime, told: bool, missed_from: datetime | None = None) -> None:
         """The database answers again: the fires no replica ran meanwhile are claimed, each once
         across replicas (``foojob_missed``, reason ``outage``), and the replica that claims them
         says so, in the same transaction — whichever replica that is: the one that told the outage
@@ -121,9 +137,11 @@ class Watcher:
             return back_message(since, until, {}, self._tz) if quiet else None
 
         try:
-            claimed = await self._control.claim_outage(since - timedelta(seconds=1), until, MAX_COUNTED, message)
+            claimed = await self._control.claim_outage(min(since, missed_from or since) - timedelta(seconds=1), until,
+                                                       MAX_COUNTED, message)
         except DatabaseUnavailable:
             self._outage_since, self._outage_told = since, told  # not back after all
+            self._missed_from = min(self._missed_from or missed_from or since, missed_from or since)
             return
         log.warning("the database is back after %.0f s; fires missed meanwhile, reported here: %s",
                     (until - since).total_seconds(), claimed)

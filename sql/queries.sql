@@ -3,7 +3,7 @@
 -- every process on the database; the lock is tied to the run's transaction.
 
 -- name: lock_fire
--- A fire of the schedule takes the job's lock (a run of the job at a time), then the lock of its own
+-- A retry (claim_retry) takes the job's lock (a run of the job at a time), then the lock of its own
 -- instant (job, $2), waiting for them at most $3 (lock_timeout, for this statement only: it is put
 -- back to 0 once they are held, so the job's own statements wait as long as they need). The
 -- instant's lock is held from before the fire reads the skip until it commits: see try_lock_fire.
@@ -18,38 +18,13 @@ WITH waiting AS (SELECT set_config('lock_timeout', $3, true)),
 SELECT set_config('lock_timeout', '0', true) FROM locked;
 
 -- name: claim_fire
--- Once the locks are held (a statement of its own, so that this one's snapshot sees everything
--- committed until then): the job's row, and the claim if the fire is to run — not paused, its
--- instant not skipped, and armed under the schedule version in force ($6; NULL: not a fire of the
--- schedule, or one armed before versions). ON CONFLICT DO NOTHING on (job, scheduled_for): a fire
--- another replica already ran returns no id. One round trip for a fire that runs and for one that
--- does not; the failure streak is read only for a claimed fire (the run's message depends on it).
-WITH state AS (
-         SELECT paused AND (resume_at IS NULL OR resume_at > now()) AS paused, skip_next, cron, timezone,
-                schedule_version
-         FROM foojob_job_state WHERE job = $1
-     ),
-     claim AS (
-         INSERT INTO foojob_runs (job, trigger, scheduled_for, started_at, status, triggered_by)
-         SELECT $1, $2, $3, $4, 'running', $5
-         WHERE NOT EXISTS (SELECT 1 FROM state WHERE paused OR skip_next = $3
-                                                  OR ($6::bigint IS NOT NULL AND cron IS NOT NULL
-                                                      AND schedule_version <> $6))
-         ON CONFLICT ON CONSTRAINT foojob_runs_one_per_fire DO NOTHING
-         RETURNING id
-     )
-SELECT s.paused, s.skip_next, s.cron, s.timezone, s.schedule_version, c.id,
-       CASE WHEN c.id IS NOT NULL THEN (
-           SELECT count(*) FROM foojob_runs
-           WHERE job = $1 AND status = 'failed' AND NOT retried
-             AND id > coalesce((SELECT max(id) FROM foojob_runs WHERE job = $1 AND status = 'succeeded'), 0)
-       ) END AS failures,
-       CASE WHEN c.id IS NOT NULL THEN (
-           SELECT min(started_at) FROM foojob_runs
-           WHERE job = $1 AND status = 'failed' AND NOT retried
-             AND id > coalesce((SELECT max(id) FROM foojob_runs WHERE job = $1 AND status = 'succeeded'), 0)
-       ) END AS since
-FROM (SELECT 1) AS one LEFT JOIN state s ON true LEFT JOIN claim c ON true;
+-- A fire's locks, then the job's row and the claim if the fire is to run — not paused, its instant
+-- not skipped, and armed under the schedule version in force ($6; NULL: not a fire of the
+-- schedule, or one armed before versions) — in one round trip (the function: migration 010).
+-- ON CONFLICT DO NOTHING on (job, scheduled_for): a fire another replica already ran returns no
+-- id. The failure streak is read only for a claimed fire (the run's message depends on it);
+-- started_at is $4 plus the time waited for the locks.
+SELECT * FROM foojob_claim_fire($1, $2, $3, $4, $5, $6, $7);
 
 -- name: job_is_running
 SELECT EXISTS (
@@ -411,6 +386,14 @@ SELECT (SELECT min(name) FROM up) AS speaker,
        -- A message left pending (its replica died before delivering it): worth waking the dispatcher.
        EXISTS (SELECT 1 FROM foojob_outbox WHERE delivered_at IS NULL AND failed_at IS NULL) AS outbox_pending;
 
+-- name: standby_watch
+-- A standby's window of the other replicas' fires (bot/standby.py; the function: migration 010).
+-- In a transaction after no_statement_timeout: the wait is long on purpose (asyncpg's timeout bounds it).
+SELECT job, scheduled_for, waiting FROM foojob_standby($1::text[], $2::timestamptz[], $3::bigint[], $4, $5);
+
+-- name: no_statement_timeout
+SELECT set_config('statement_timeout', '0', true);
+
 -- name: replica_gone
 -- Kept, with the time it stopped: the next start knows when a gap with no replica up began.
 UPDATE foojob_replicas SET stopped_at = now(), last_seen = now() WHERE name = $1;
@@ -462,6 +445,8 @@ RETURNING job;
 INSERT INTO foojob_missed (job, scheduled_for, reason, fires)
 SELECT $1, at, 'outage', 1 FROM unnest($2::timestamptz[]) AS at
 WHERE NOT EXISTS (SELECT 1 FROM foojob_runs WHERE job = $1 AND scheduled_for = at)
+  -- Not a fire being run now (a standby taking it over): its claim holds the instant's lock.
+  AND pg_try_advisory_xact_lock(7263521, hashtext($1 || ' ' || extract(epoch FROM at)::text))
 ON CONFLICT (job, scheduled_for) DO NOTHING
 RETURNING scheduled_for;
 

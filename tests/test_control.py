@@ -119,20 +119,16 @@ async def test_a_fire_is_claimed_once(core: Core, db: asyncpg.Connection) -> Non
     assert await db.fetchval("SELECT count(*) FROM foojob_runs") == 1
 
 
-async def test_a_fire_runs_before_the_job_has_a_row_and_a_look_first_finds_the_claim(
+async def test_a_fire_runs_before_the_job_has_a_row_and_runs_once(
         core: Core, db: asyncpg.Connection) -> None:
     # No foojob_job_state row yet (nothing reconciled): not paused, nothing skipped, any version.
     assert await db.fetchval("SELECT count(*) FROM foojob_job_state") == 0
     at = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
     first = await core.runner.run("foo", trigger="schedule", scheduled_for=at, schedule_version=3)
     assert first is not None and first.status == "succeeded"
-    # Another replica's share, looked at once it has run: found, nothing locked, nothing run.
-    assert await core.runner.run("foo", trigger="schedule", scheduled_for=at, look_first=True) is None
-    # A look at a fire nobody has run goes on to run it.
-    later = await core.runner.run("foo", trigger="schedule", scheduled_for=at + timedelta(minutes=1),
-                                  look_first=True)
-    assert later is not None and later.scheduled_for == at + timedelta(minutes=1)
-    assert await db.fetchval("SELECT count(*) FROM foojob_runs") == 2
+    # The same fire again (a standby taking over a fire its owner ran meanwhile): nothing run.
+    assert await core.runner.run("foo", trigger="schedule", scheduled_for=at, schedule_version=3) is None
+    assert await db.fetchval("SELECT count(*) FROM foojob_runs") == 1
 
 
 async def test_pause_persists_holds_fires_and_resume_undoes_it(core: Core, db: asyncpg.Connection,

@@ -6,6 +6,7 @@ Each test prints what it observed (run with ``-s`` to see the figures).
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from datetime import UTC, datetime, timedelta
 
@@ -81,8 +82,11 @@ async def test_pause_on_one_replica_holds_for_all_within_a_second(spawn: Spawner
     paused_at = await db.fetchval("SELECT now()")
     # The NOTIFY reaches the other replicas, each within a second.
     await asyncio.gather(*(r.wait_log(r"foo paused by http.*heard through NOTIFY", timeout=1.0) for r in (b, c)))
-    for replica in (a, b, c):
-        await replica.wait_log(r"skipped: paused", count=2, timeout=5)
+    # The fires' owner finds them paused; the replicas standing by take none of them over.
+    await wait_until(lambda: sum(len(re.findall(r"skipped: paused", r.stderr())) for r in (a, b, c)) >= 2,
+                     timeout=5, message="two fires skipped, paused")
+    await asyncio.sleep(3)  # past the standbys' grace (2.5 s) for those fires
+    assert not any("taken over" in r.stderr() for r in (a, b, c))
     late = await db.fetchval("SELECT count(*) FROM foojob_runs WHERE trigger = 'schedule' AND started_at > $1",
                              paused_at + timedelta(seconds=1))
     print(f"\nruns started more than 1 s after the pause, on any of 3 replicas: {late}")
@@ -159,11 +163,13 @@ async def test_fires_during_a_long_run_wait_then_run_once_never_overlapping(
     a, b = await start_all(spawn, 2, DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND)
     await wait_until(lambda: schedule_instants(db), message="runs")
     async with row_locked(db_url):
-        # A long run-now on replica a: the scheduled fires on both replicas must wait for it.
+        # A long run-now on replica a: the scheduled fires must wait for it. Their owner keeps them,
+        # then coalesces them; the standby sees them held up by a run in progress and takes none over.
         manual = asyncio.create_task(get_json(http, "POST", f"{a.url}/runNow"))
         await wait_until(lambda: _run_holder(db), message="the run-now in progress")
-        for replica in (a, b):  # fires keep coming meanwhile: they are kept, then coalesced
-            await replica.wait_log("coalesced into the one for", count=2, timeout=10)
+        await wait_until(lambda: sum(svc.stderr().count("coalesced into the one for") for svc in (a, b)) >= 3,
+                         timeout=10, message="fires kept, then coalesced")
+        assert not any("taken over" in svc.stderr() for svc in (a, b))
         released_at = await db.fetchval("SELECT now()")
     assert (await manual)[0] == 200
     # The fire kept last runs as soon as the long run ends: once, on one replica.
@@ -336,9 +342,9 @@ async def test_a_replica_firing_every_second_holds_two_connections(spawn: Spawne
 
 
 async def test_a_frozen_replica_does_not_stop_the_fires(spawn: Spawner, db_url: str, db: asyncpg.Connection) -> None:
-    # Each replica starts with its own share of the fires due together, and tries the others' 50 ms
-    # later (bot/scheduler.py). The share of a replica that stops answering, still counted as up
-    # by the others until its heartbeat is 15 s old, is run by them, a moment late, once.
+    # One owner per fire (bot/scheduler.py: owner): the job's owner runs it alone; the other replica
+    # stands by (bot/standby.py). Frozen, the owner stays counted as up until its heartbeat is 15 s
+    # old; meanwhile the standby runs each of its fires once, 2.5 s after its instant.
     services = await start_all(spawn, 2, DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND)
     live = "SELECT name, started_at, last_seen FROM foojob_replicas WHERE stopped_at IS NULL"
     # Each has heard of the other (a heartbeat after both registered): both know there are two.
@@ -348,27 +354,31 @@ async def test_a_frozen_replica_does_not_stop_the_fires(spawn: Spawner, db_url: 
         return len(rows) == 2 and min(r["last_seen"] for r in rows) > max(r["started_at"] for r in rows)
 
     await wait_until(both_know, timeout=25, message="both to count two replicas")
-    # The one whose share the job is: the one that runs it now.
+    # The owner: the one that runs the job now.
     await asyncio.sleep(2)
     last = await db.fetchval("SELECT max(id) FROM foojob_runs WHERE trigger = 'schedule'")
     [frozen] = [s for s in services if f"run {last} of foo (schedule" in s.stderr()]
+    [standby] = [s for s in services if s is not frozen]
     await asyncio.sleep(1.5 - datetime.now(UTC).timestamp() % 1)  # mid-second: no run under way
     frozen.proc.send_signal(signal.SIGSTOP)
     try:
         since = datetime.now(UTC)
 
-        async def three_fires() -> bool:
+        async def five_fires() -> bool:
             return int(await db.fetchval("SELECT count(*) FROM foojob_runs WHERE trigger = 'schedule' "
-                                         "AND scheduled_for > $1", since)) >= 3
+                                         "AND scheduled_for > $1", since)) >= 5
 
-        await wait_until(three_fires, timeout=10, message="fires while the owner is frozen")
-        rows = await db.fetch("SELECT scheduled_for, count(*) AS n, max(started_at - scheduled_for) AS lag "
-                              "FROM foojob_runs WHERE trigger = 'schedule' AND scheduled_for > $1 GROUP BY 1", since)
+        await wait_until(five_fires, timeout=15, message="fires while the owner is frozen")
     finally:
         frozen.proc.send_signal(signal.SIGCONT)
+    await asyncio.sleep(4)  # the thawed owner's fires, and any second try of the same ones
+    rows = await db.fetch("SELECT scheduled_for, count(*) AS n, max(started_at - scheduled_for) AS lag "
+                          "FROM foojob_runs WHERE trigger = 'schedule' AND scheduled_for > $1 "
+                          "AND scheduled_for <= $1 + interval '5 seconds' GROUP BY 1", since)
     print(f"while the owner was frozen: {[(r['n'], r['lag'].total_seconds()) for r in rows]}")
-    assert all(r["n"] == 1 for r in rows)
-    assert all(r["lag"] < timedelta(seconds=0.5) for r in rows)
+    assert len(rows) == 5 and all(r["n"] == 1 for r in rows)
+    assert all(r["lag"] < timedelta(seconds=3) for r in rows)
+    assert "taken over" in standby.stderr()
 
 
 # -- catch-up ---------------------------------------------------------------------------------------
