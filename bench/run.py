@@ -233,13 +233,14 @@ async def transactions(admin: asyncpg.Connection, db: str) -> int:
 
 
 class Connections:
-    """Samples, every 0.2 s on a connection of its own, how many connections each foojob process
+    """Samples, every 0.05 s on a connection of its own, how many connections each foojob process
     holds to ``db`` (``application_name`` is ``foojob:<pid>``)."""
 
     def __init__(self, server: str, db: str) -> None:
         self._server, self._name = server, db.rsplit("/", 1)[1]
         self.most: dict[str, int] = {}
         self.samples: list[int] = []  # connections per process, each sample of each process
+        self.total_most = 0  # all processes together, the most in one sample
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self, conn: asyncpg.Connection) -> None:
@@ -250,7 +251,8 @@ class Connections:
             for row in rows:
                 self.most[row["app"]] = max(self.most.get(row["app"], 0), row["n"])
                 self.samples.append(row["n"])
-            await asyncio.sleep(0.2)
+            self.total_most = max(self.total_most, sum(row["n"] for row in rows))
+            await asyncio.sleep(0.05)
 
     async def __aenter__(self) -> Connections:
         self._conn = await asyncpg.connect(self._server)
@@ -358,11 +360,55 @@ async def scaling(server: str, http: aiohttp.ClientSession, replicas: int, jobs:
         "tx_per_replica_per_fire": round((tx1 - tx0) / max(expected, 1) / replicas, 3),
         "connections_max": connections.max_per_process,
         "connections_mean": round(connections.mean_per_process, 2),
+        "connections_total_max": connections.total_most,
         "cpu_s_per_replica": [round(c, 3) for c in cpu],
         "cpu_ms_per_fire_per_replica": round(sum(cpu) / replicas / max(expected, 1) * 1000, 3),
     }
 
 
+
+
+FROZEN_S = 6
+
+
+async def frozen_owner(server: str, http: aiohttp.ClientSession) -> dict[str, Any]:
+    """Three replicas, three jobs every second (each replica owns one): the owner of ``foo`` is
+    frozen (SIGSTOP) for ``FROZEN_S`` seconds. Its fires meanwhile: run by a standby, how late, how
+    many times."""
+    import re
+
+    async with scratch_db(server) as db, services(3, http, REPLICA, DATABASE_URL=db, FOOJOB_CRON=EVERY_SECOND,
+                                                   BENCH_JOBS="3", FOOJOB_NOTIFY="failures") as running:
+        conn = await asyncpg.connect(db)
+        try:
+            deadline = time.monotonic() + 40
+            while time.monotonic() < deadline:  # all three count each other (a heartbeat after the last start)
+                rows = await conn.fetch("SELECT started_at, last_seen FROM foojob_replicas WHERE stopped_at IS NULL")
+                if len(rows) == 3 and min(r["last_seen"] for r in rows) > max(r["started_at"] for r in rows):
+                    break
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(3)
+            last = await conn.fetchval("SELECT max(id) FROM foojob_runs WHERE job = 'foo'")
+            [owner] = [s for s in running if re.search(rf"run {last} of foo \(", Path(s.log.name).read_text())]
+            t0 = await _until_mid_second()
+            owner.proc.send_signal(signal.SIGSTOP)
+            try:
+                await asyncio.sleep(FROZEN_S)
+            finally:
+                owner.proc.send_signal(signal.SIGCONT)
+            t1 = time.time()
+            await asyncio.sleep(5)  # the thawed owner's catching up, and any second run of the same fires
+            rows = await conn.fetch(
+                "SELECT scheduled_for, count(*) AS runs, max(extract(epoch FROM started_at - scheduled_for)) AS lag "
+                "FROM foojob_runs WHERE job = 'foo' AND trigger = 'schedule' AND scheduled_for > to_timestamp($1) "
+                "AND scheduled_for <= to_timestamp($2) GROUP BY 1", t0, t1)
+        finally:
+            await conn.close()
+    expected = math.floor(t1) - math.floor(t0)
+    lags = [float(r["lag"]) for r in rows]
+    return {"seconds": FROZEN_S, "fires_expected": expected, "fires_run": len(rows),
+            "duplicates": sum(r["runs"] - 1 for r in rows), "lag_max_s": round(max(lags, default=0.0), 3),
+            "lag_min_s": round(min(lags, default=0.0), 3)}
 
 
 async def idle(server: str, http: aiohttp.ClientSession, hook: str, seconds: int = IDLE_SECONDS) -> dict[str, Any]:
@@ -454,7 +500,8 @@ async def ack_latencies(server: str, http: aiohttp.ClientSession) -> list[float]
         await sim.stop()
 
 
-PHASES = ("run-now", "startup", "bare", "replicas", "jobs", "idle", "ack", "embedded")
+PHASES = ("run-now", "startup", "bare", "replicas", "jobs", "frozen", "frontier", "idle", "ack", "embedded")
+FRONTIER_JOBS = 200
 
 
 async def main(only: set[str]) -> int:
@@ -521,6 +568,14 @@ async def main(only: set[str]) -> int:
             print(f"  {sql_jobs} SQL jobs on {JOBS_REPLICAS} replicas: "
                   f"{_line(figures[f'scale_sql_jobs_{sql_jobs}'])}", flush=True)
 
+        if "frozen" in only:
+            figures["frozen_owner"] = await frozen_owner(server, http)
+            print(f"  frozen owner: {figures['frozen_owner']}", flush=True)
+        if "frontier" in only:  # no target yet: the next frontier
+            figures[f"scale_jobs_{FRONTIER_JOBS}"] = await scaling(server, http, JOBS_REPLICAS, FRONTIER_JOBS)
+            print(f"  {FRONTIER_JOBS} jobs on {JOBS_REPLICAS} replicas: "
+                  f"{_line(figures[f'scale_jobs_{FRONTIER_JOBS}'])}", flush=True)
+
         if "idle" in only:
             figures["idle"] = await idle(server, http, hook)
 
@@ -548,8 +603,8 @@ async def main(only: set[str]) -> int:
 
 def _line(r: dict[str, Any]) -> str:
     return (f"lag p50/p99/max {r['lag_p50']}/{r['lag_p99']}/{r['lag_max']} ms, fires {r['fires_run']}/"
-            f"{r['fires_expected']} (dup {r['duplicates']}), {r['tx_per_replica_per_fire']} txn per replica per "
-            f"fire, {r['connections_max']} connections per replica at most, "
+            f"{r['fires_expected']} (dup {r['duplicates']}), {r['tx_per_fire']} txn per fire, "
+            f"{r.get('connections_total_max')} connections in all at most ({r['connections_max']} per replica), "
             f"{r['cpu_ms_per_fire_per_replica']} ms CPU per fire per replica")
 
 
@@ -580,7 +635,7 @@ def report(f: dict[str, Any], extra: dict[str, Any], version: str, *, complete: 
             ("raw aiohttp POST p50 / p99 (ms)", f"{f['floor_post_p50']} / {f['floor_post_p99']}", "", "", []),
             (f"POST /runNow p50 (ms), ratio in each of {RUN_NOW_ROUNDS} rounds: {ratios}", f["run_now_p50"],
              floor_run, f"{f['run_now_ratio_median']:.2f}",
-             [("median ratio ≤ 3", f["run_now_ratio_median"] <= 3)]),
+             [("median ratio ≤ 2.5", f["run_now_ratio_median"] <= 2.5)]),
             ("POST /runNow p99 (ms)", f["run_now_p99"], "", "", []),
         ]
     if "ack_p99" in f:
@@ -610,29 +665,43 @@ def report(f: dict[str, Any], extra: dict[str, Any], version: str, *, complete: 
     scale_rows: list[Row] = []
     bare1 = f.get("bare_aps_fire_lag_p99_1")
     for key, label in [*((f"scale_replicas_{r}", f"{r} replica{'s' if r > 1 else ''}, 1 job") for r in REPLICAS_SCALE),
-                       *((f"scale_jobs_{j}", f"{JOBS_REPLICAS} replicas, {j} jobs") for j in JOBS_SCALE if j > 1),
+                       *((f"scale_jobs_{j}", f"{JOBS_REPLICAS} replicas, {j} jobs")
+                         for j in (*JOBS_SCALE, FRONTIER_JOBS) if j > 1),
                        (f"scale_sql_jobs_{max(JOBS_SCALE)}", f"{JOBS_REPLICAS} replicas, {max(JOBS_SCALE)} SQL jobs")]:
         if key not in f:
             continue
         r = f[key]
-        floor = f.get(f"bare_aps_fire_lag_p99_{r['jobs']}", bare1)
-        # The issue's targets: p99 ≤ 10 ms with one job (at 5 replicas, and so at fewer), ≤ 25 ms at 50 jobs.
-        lag_target = {1: 10, 50: 25}.get(r["jobs"])
+        floor = f.get(f"bare_aps_fire_lag_p99_{r['jobs']}", "")  # measured for JOBS_SCALE only
+        # SPEC.md's targets (Version 3): transactions a fire, heartbeats included, ≤ 1.2 + 0.1 a
+        # replica; lag p99 ≤ 10 ms with one job (at 5 replicas, and so at fewer), ≤ 15 ms at 50 jobs;
+        # at 50 jobs, ≤ 20 connections in all. 200 jobs: no target yet (the next frontier).
+        lag_target = {1: 10, 50: 15}.get(r["jobs"]) if r["kind"] == "python" else None
+        tx_target = round(1.2 + 0.1 * r["replicas"], 2)
         targets = [*([(f"lag p99 ≤ {lag_target}", r["lag_p99"] <= lag_target)] if lag_target else []),
-                   ("exactly once", r["missing"] == 0 and r["duplicates"] == 0),
-                   ("≤ 1.5 txn", r["tx_per_replica_per_fire"] <= 1.5)]
+                   ("exactly once", r["missing"] == 0 and r["duplicates"] == 0)]
         if r["jobs"] == 1:
-            targets.append(("≤ 2 conns", r["connections_max"] <= 2))
+            targets.append((f"≤ {tx_target} txn/fire", r["tx_per_fire"] <= tx_target))
+        if r["jobs"] == 50 and r["kind"] == "python":
+            targets.append(("≤ 20 conns in all", r.get("connections_total_max", 99) <= 20))
         scale_rows.append((label, f"{r['lag_p50']} / {r['lag_p99']} / {r['lag_max']}", floor,
                            f"{r['fires_run']}/{r['fires_expected']}, {r['duplicates']}",
                            f"{r['tx_per_fire']} ({r['tx_per_replica_per_fire']})",
-                           f"{r['connections_max']} / {r['connections_mean']}", r["cpu_ms_per_fire_per_replica"],
+                           f"{r.get('connections_total_max', '?')} / {r['connections_max']}",
+                           r["cpu_ms_per_fire_per_replica"],
                            targets))
     if scale_rows:
         _print("scaling: each on a 1-second schedule for 30 s (per fire of a job; per replica in brackets)",
                ("scenario", "lag p50/p99/max ms", "bare p99", "fires, dup", "txn/fire (/replica)",
-                "conns most/mean", "CPU ms/fire"),
+                "conns all/1 most", "CPU ms/fire"),
                (22, 20, 8, 12, 19, 15, 11), scale_rows)
+    if "frozen_owner" in f:
+        z = f["frozen_owner"]
+        _print(f"a frozen owner: SIGSTOP {z['seconds']} s, 3 replicas, its job's fires meanwhile",
+               ("figure", "value"), (52, 22),
+               [("fires run / expected, run twice", f"{z['fires_run']}/{z['fires_expected']}, {z['duplicates']}",
+                 [("every fire once", z["fires_run"] == z["fires_expected"] and z["duplicates"] == 0)]),
+                ("lag of those fires, least / most (s)", f"{z['lag_min_s']} / {z['lag_max_s']}",
+                 [("≤ 3 s", z["lag_max_s"] <= 3)])])
     if bare1 is not None:
         print("bare APScheduler lag p50 / p99 (ms): " + ", ".join(
             f"{j} job{'s' if j > 1 else ''} {f[f'bare_aps_fire_lag_p50_{j}']} / {f[f'bare_aps_fire_lag_p99_{j}']}"
@@ -662,13 +731,14 @@ def report(f: dict[str, Any], extra: dict[str, Any], version: str, *, complete: 
 
 
 def picture(f: dict[str, Any], path: Path) -> None:
-    """Fire lag p50/p99 against replicas and against jobs, the bare APScheduler floor beside it."""
+    """Fire lag p50/p99 against replicas and against jobs, the bare APScheduler floor beside it; and
+    the database's transactions a fire against replicas."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (left, right, cost) = plt.subplots(1, 3, figsize=(15, 4))
     reps = [r for r in REPLICAS_SCALE if f"scale_replicas_{r}" in f]
     for q, style in (("p50", "o-"), ("p99", "s-")):
         left.plot(reps, [f[f"scale_replicas_{r}"][f"lag_{q}"] for r in reps], style, label=f"foojob {q}")
@@ -681,15 +751,19 @@ def picture(f: dict[str, Any], path: Path) -> None:
         right.plot(jobs, [f[f"scale_jobs_{j}"][f"lag_{q}"] for j in jobs], style, label=f"foojob {q}")
         right.plot(jobs, [f[f"bare_aps_fire_lag_{q}_{j}"] for j in jobs], "--",
                    color="grey" if q == "p50" else "black", label=f"bare APScheduler {q}")
-    right.axhline(25, color="red", linewidth=0.8, label="target p99 at 50 jobs (25 ms)")
+    right.axhline(15, color="red", linewidth=0.8, label="target p99 at 50 jobs (15 ms)")
     right.set(title=f"{JOBS_REPLICAS} replicas, each job every second", xlabel="jobs", ylabel="fire lag (ms)",
               xscale="log", xticks=jobs)
     right.set_xticklabels([str(j) for j in jobs])
-    for ax in (left, right):
+    cost.plot(reps, [f[f"scale_replicas_{r}"]["tx_per_fire"] for r in reps], "o-", label="foojob")
+    cost.plot(reps, [1.2 + 0.1 * r for r in reps], color="red", linewidth=0.8, label="target (1.2 + 0.1 a replica)")
+    cost.set(title="1 job, 1-second schedule", xlabel="replicas", ylabel="transactions a fire (heartbeats in)",
+             xticks=reps)
+    for ax in (left, right, cost):
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"foojob fire lag, make bench of {datetime.now(UTC).strftime('%Y-%m-%d')}")
+    fig.suptitle(f"foojob fire lag and cost, make bench of {datetime.now(UTC).strftime('%Y-%m-%d')}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
