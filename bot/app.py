@@ -476,7 +476,7 @@ async def serve(settings: Settings) -> int:
             stack.push_async_callback(pruner.stop)
             scheduler.start()
             standby = Standby(scheduler, core.control.standby_watch, watcher.suspect,  # the others' fires
-                              lambda: usable(core.pool))
+                              lambda: usable(core.pool), watcher.missed)
             on_refused(core.pool, scheduler.on_change)
             scheduler.try_every_fire(lambda: watcher.outage or standby.unable)
             standby.start()

@@ -434,7 +434,9 @@ class Control:
         after_commit: AfterCommit = nothing
         async with self._conn() as conn, conn.transaction():
             for job, instants in missed.items():
-                rows = await conn.fetch(self._q["claim_outage_fires"], job, instants) if instants else []
+                locked = [row["at"] for row in await conn.fetch(self._q["lock_outage_fires"], job, instants)] \
+                    if instants else []
+                rows = await conn.fetch(self._q["claim_outage_fires"], job, locked) if locked else []
                 claimed[job] = len(rows)
             said = message(claimed, any(missed.values()))
             if said is not None:
@@ -496,7 +498,8 @@ class Control:
         """Wait, in one statement, for a fire of these still unclaimed ``grace`` after its instant
         (bot.standby); at ``until`` at the latest."""
         wait_s = (until - datetime.now(UTC)).total_seconds()
-        async with self._conn() as conn, conn.transaction():
+        # READ COMMITTED whatever the server's default: each check must see the claims made since.
+        async with self._conn() as conn, conn.transaction(isolation="read_committed"):
             await conn.execute(self._q["no_statement_timeout"])  # a server's own would cut the wait short
             rows: list[asyncpg.Record] = await conn.fetch(self._q["standby_watch"], jobs, instants, versions,
                                                           grace, until, timeout=max(wait_s, 0) + 30)

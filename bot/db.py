@@ -81,7 +81,14 @@ class _Gate:
         async with self._free:
             if self.cap < self.size and loop.time() - self.refused_at >= GROW_BACK_S:
                 self.cap = self.size
-            await self._free.wait_for(lambda: self.out < self.cap)
+            try:
+                await self._free.wait_for(lambda: self.out < self.cap)
+            except asyncio.CancelledError:
+                # A notify() that reached this waiter as it was cancelled is passed on (Python 3.11
+                # loses it otherwise: gh-112202), or the next caller in line would wait for nothing.
+                if self.out < self.cap:
+                    self._free.notify()
+                raise
             self.out += 1
 
     async def leave(self) -> None:

@@ -109,6 +109,8 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
             else:
                 self._deferred.discard(job.id)
                 self._run_job_success(job.id, [])
+                if (waiting := self._pending.pop(job.id, None)) is not None:  # a fire taken over meanwhile
+                    self._launch(*waiting)
 
     def take_over(self, job: Any, scheduled_for: datetime) -> None:
         """Run a fire this replica does not own: still unclaimed two seconds after its instant
@@ -242,6 +244,10 @@ class Scheduler:
             self._executor.rank, self._executor.replicas = rank, replicas
             self.on_change()
 
+    def runs_itself(self, job: str) -> bool:
+        """Whether this replica runs ``job``'s fires now (FireExecutor.owns)."""
+        return self._executor.owns(job)
+
     def alone(self) -> bool:
         """Whether this replica is the only one up (the heartbeat says)."""
         return self._executor.replicas <= 1
@@ -265,8 +271,10 @@ class Scheduler:
         if not self.standing_by():
             return None
         heap: list[tuple[datetime, str, Schedule]] = []
+        # In UTC: as the database gives them back (a zone's datetimes in a repeated hour would
+        # compare by wall time, and never equal the database's).
         for job, schedule in self._schedules.items():
-            at = schedule.expression.next_after(after, schedule.tz)
+            at = schedule.expression.next_after(after, schedule.tz).astimezone(UTC)
             if at <= until and self._aps.get_job(job) is not None:
                 heap.append((at, job, schedule))
         heapq.heapify(heap)
@@ -278,7 +286,7 @@ class Scheduler:
             heapq.heappop(heap)
             if owner(self._executor.positions.get(job, 0), replicas) != rank:
                 fires.append((job, at, schedule.version))
-            if (following := schedule.expression.next_after(at, schedule.tz)) <= until:
+            if (following := schedule.expression.next_after(at, schedule.tz).astimezone(UTC)) <= until:
                 heapq.heappush(heap, (following, job, schedule))
         return fires, until
 

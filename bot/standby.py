@@ -33,6 +33,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
+
 from bot.db import CONNECTION_ERRORS
 from bot.errors import DatabaseUnavailable
 from bot.scheduler import Scheduler
@@ -48,7 +50,8 @@ MOST = 2000  # fires in one statement, about: many jobs make a shorter window
 MIN_CONNECTIONS = 3
 LOOKBACK = timedelta(seconds=3)  # a window drawn anew covers fires this recent too (one whose grace ends now)
 
-# (jobs, instants, versions, grace, until) -> rows (job, scheduled_for, waiting)
+Fire = tuple[str, datetime, int]  # (job, instant in UTC, schedule version)
+# (jobs, instants, versions, grace, until) -> rows (job, scheduled_for, status: overdue, missed or held)
 Watch = Callable[[list[str], list[datetime], list[int], timedelta, datetime], Awaitable[list[Any]]]
 # The database went away under the wait: the fires from this instant on were not checked.
 Unreachable = Callable[[datetime], None]
@@ -56,10 +59,11 @@ Unreachable = Callable[[datetime], None]
 
 class Standby:
     def __init__(self, scheduler: Scheduler, watch: Watch, unreachable: Unreachable,
-                 connections: Callable[[], int]) -> None:
+                 connections: Callable[[], int], missed: Callable[[str, list[datetime], str], None]) -> None:
         self._scheduler = scheduler
         self._watch = watch
         self._unreachable = unreachable
+        self._missed = missed  # reported once across replicas, if no run took it (bot.watch)
         self._connections = connections  # how many pooled connections may be out at once now
         # Too few for one to wait here (DATABASE_POOL_SIZE under 3, or the server refusing more): no
         # standing by, and every replica tries every fire instead (FireExecutor.owns), as in an outage.
@@ -79,78 +83,110 @@ class Standby:
     async def _run(self) -> None:
         # The first instant not yet covered (exclusive), and fires still held up by a run in progress.
         # From now: a fire before this replica started firing is the start-up's catch-up's business.
-        started: datetime = datetime.now(UTC)
-        after: datetime | None = started
-        held: list[tuple[str, datetime, int]] = []
+        self._started = datetime.now(UTC)
+        self._after: datetime | None = self._started
+        self._held: list[Fire] = []
+        self._cancelled: list[Fire] = []  # the fires of a window a change cut short
         while True:
-            self._changed.clear()
-            if self._connections() < MIN_CONNECTIONS and not self._scheduler.alone():
-                if not self.unable:
-                    log.warning("too few database connections to stand by for the other replicas' fires (%d, "
-                                "fewer than %d): this replica tries every fire itself", self._connections(),
-                                MIN_CONNECTIONS)
-                self.unable, after, held = True, None, []
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), 5.0)
-                continue
-            if self.unable:
-                self.unable = False
-                log.info("enough database connections again: standing by for the other replicas' fires")
-            now = datetime.now(UTC)
-            if after is None:
-                after = max(now - LOOKBACK, started)
-            drawn = self._scheduler.others_fires(after, now + WINDOW, MOST)
-            if drawn is None:  # alone, or the database out (every fire is tried here): nothing to stand by for
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), 1.0)
-                after, held = None, []
-                continue
-            fires, end = drawn
-            before = set(held)
-            new = [fire for fire in fires if fire not in before]  # drawn now, not held up before
-            fires = sorted({*held, *new}, key=lambda fire: (fire[1], fire[0]))  # by instant, as the statement wants
-            if not fires:  # nothing of the others' due within the window
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), (end - now).total_seconds())
-                after = None if self._changed.is_set() else end
-                continue
-            waiting_since = datetime.now(UTC)
             try:
-                rows = await self._wait(fires, end + GRACE)
-            except Exception as exc:  # whatever it is, standing by must go on
-                lost = isinstance(exc, (DatabaseUnavailable, TimeoutError, *CONNECTION_ERRORS))
-                if lost:
-                    # Fires missed while the database is out are the outage's (bot.watch), not a
-                    # standby's: every fire is tried here until a run is recorded again, and the
-                    # fires this wait had not checked yet are counted with the outage's. (Checked:
-                    # those whose grace ended while it went on — an overdue one returns at once —
-                    # but the ones held up by a run in progress, which their owner has.)
-                    checked_until = max(waiting_since, datetime.now(UTC) - timedelta(seconds=1))
-                    unchecked = [at for _, at, _ in new if at + GRACE > checked_until]
-                    self._unreachable(min(unchecked, default=checked_until))
-                    log.warning("standing by for the other replicas' fires: %s; again in 2 s", exc)
-                else:
-                    log.error("standing by for the other replicas' fires failed; again in 2 s", exc_info=exc)
+                await self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not end standing by (the others' fires would be nobody's)
+                log.exception("standing by for the other replicas' fires failed; again in 2 s")
+                self._after, self._held = None, []
                 await asyncio.sleep(2)
-                after, held = datetime.now(UTC), []
-                continue
-            if rows is None:  # a change: the next window on the new terms
-                after, held = None, []
-                continue
-            overdue = [row for row in rows if not row["waiting"]]
-            versions = {(job, at): version for job, at, version in fires}
-            held = [(row["job"], row["scheduled_for"], versions[row["job"], row["scheduled_for"]])
-                    for row in rows if row["waiting"]]
-            after = max(row["scheduled_for"] for row in overdue) if overdue else end
-            for row in overdue:
-                log.warning("fire of %s for %s taken over: unclaimed %.1f s after its instant (its replica is "
-                            "down or frozen)", row["job"], row["scheduled_for"].isoformat(),
-                            GRACE.total_seconds(),
-                            extra={"job": row["job"], "trigger": "schedule", "status": "taken-over",
-                                   "scheduled_for": row["scheduled_for"].isoformat()})
-                self._scheduler.take_over(row["job"], row["scheduled_for"])
 
-    async def _wait(self, fires: list[tuple[str, datetime, int]], until: datetime) -> list[Any] | None:
+    async def _step(self) -> None:
+        self._changed.clear()
+        if self._connections() < MIN_CONNECTIONS and not self._scheduler.alone():
+            if not self.unable:
+                log.warning("too few database connections to stand by for the other replicas' fires (%d, "
+                            "fewer than %d): this replica tries every fire itself", self._connections(),
+                            MIN_CONNECTIONS)
+            self.unable, self._after, self._held = True, None, []
+            self._rescue()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), 5.0)
+            return
+        if self.unable:
+            self.unable = False
+            log.info("enough database connections again: standing by for the other replicas' fires")
+        self._rescue()
+        now = datetime.now(UTC)
+        if self._after is None:
+            self._after = max(now - LOOKBACK, self._started)
+        drawn = self._scheduler.others_fires(self._after, now + WINDOW, MOST)
+        if drawn is None:  # alone, or the database out (every fire is tried here): nothing to stand by for
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), 1.0)
+            self._after, self._held = None, []
+            return
+        drawn_fires, end = drawn
+        before = set(self._held)
+        new = [fire for fire in drawn_fires if fire not in before]  # drawn now, not held up before
+        fires = sorted({*self._held, *new}, key=lambda fire: (fire[1], fire[0]))  # by instant, as the statement wants
+        if not fires:  # nothing of the others' due within the window
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), (end - now).total_seconds())
+            self._after = None if self._changed.is_set() else end
+            return
+        waiting_since = datetime.now(UTC)
+        try:
+            rows = await self._wait(fires, end + GRACE)
+        except Exception as exc:
+            if isinstance(exc, (DatabaseUnavailable, TimeoutError, *CONNECTION_ERRORS)) \
+                    and not isinstance(exc, asyncpg.QueryCanceledError):  # an admin's cancel is not an outage
+                # Fires missed while the database is out are the outage's (bot.watch), not a
+                # standby's: every fire is tried here until a run is recorded again, and the fires
+                # this wait had not checked yet are counted with the outage's. (Checked: those whose
+                # grace ended while it went on — an overdue one returns at once — but the ones held
+                # up by a run in progress, which their owner has.)
+                checked_until = max(waiting_since, datetime.now(UTC) - timedelta(seconds=1))
+                unchecked = [at for _, at, _ in new if at + GRACE > checked_until]
+                self._unreachable(min(unchecked, default=checked_until))
+                log.warning("standing by for the other replicas' fires: %s; again in 2 s", exc)
+                self._after, self._held = datetime.now(UTC), []
+            else:
+                log.error("standing by for the other replicas' fires failed; again in 2 s", exc_info=exc)
+                self._after = None  # the window again, from a moment ago
+            await asyncio.sleep(2)
+            return
+        if rows is None:  # a change: the next window on the new terms (fires held up are kept)
+            self._after, self._cancelled = None, fires
+            return
+        due = [row for row in rows if row["status"] != "held"]
+        overdue = [row for row in due if row["status"] == "overdue"]
+        versions = {(job, at): version for job, at, version in fires}
+        self._held = [(row["job"], row["scheduled_for"], versions[row["job"], row["scheduled_for"]])
+                      for row in rows if row["status"] == "held" and (row["job"], row["scheduled_for"]) in versions]
+        self._after = max(row["scheduled_for"] for row in due) if due else end
+        for row in due:
+            if row["status"] == "missed":  # its owner did not run it, and now it must not run: told
+                self._missed(row["job"], [row["scheduled_for"]],
+                             "its replica was down or frozen, and the job was paused or its schedule changed "
+                             "before another replica could run it")
+        for row in overdue:
+            log.warning("fire of %s for %s taken over: unclaimed %.1f s after its instant (its replica is "
+                        "down or frozen)", row["job"], row["scheduled_for"].isoformat(), GRACE.total_seconds(),
+                        extra={"job": row["job"], "trigger": "schedule", "status": "taken-over",
+                               "scheduled_for": row["scheduled_for"].isoformat()})
+            self._scheduler.take_over(row["job"], row["scheduled_for"])
+
+    def _rescue(self) -> None:
+        """After a change cut a window short: its fires still in their grace that this replica now
+        runs itself (alone now, every fire tried here, or its own by the new count) were dropped
+        at their instants as another's — run them now (the claim keeps each to one run)."""
+        cancelled, self._cancelled = self._cancelled, []
+        now = datetime.now(UTC)
+        for job, at, _ in cancelled:
+            if now - GRACE - timedelta(seconds=1) < at <= now and self._scheduler.runs_itself(job):
+                log.info("fire of %s for %s taken over: the replicas up changed during its grace", job,
+                         at.isoformat(), extra={"job": job, "trigger": "schedule", "status": "taken-over",
+                                                "scheduled_for": at.isoformat()})
+                self._scheduler.take_over(job, at)
+
+    async def _wait(self, fires: list[Fire], until: datetime) -> list[Any] | None:
         """The watch statement's rows, or None when a change came first (the statement cancelled)."""
         jobs, instants, versions = (list(column) for column in zip(*fires, strict=True))
         watching = asyncio.ensure_future(self._watch(jobs, instants, versions, GRACE, until))

@@ -389,7 +389,7 @@ SELECT (SELECT min(name) FROM up) AS speaker,
 -- name: standby_watch
 -- A standby's window of the other replicas' fires (bot/standby.py; the function: migration 010).
 -- In a transaction after no_statement_timeout: the wait is long on purpose (asyncpg's timeout bounds it).
-SELECT job, scheduled_for, waiting FROM foojob_standby($1::text[], $2::timestamptz[], $3::bigint[], $4, $5);
+SELECT job, scheduled_for, status FROM foojob_standby($1::text[], $2::timestamptz[], $3::bigint[], $4, $5);
 
 -- name: no_statement_timeout
 SELECT set_config('statement_timeout', '0', true);
@@ -428,25 +428,32 @@ SELECT EXISTS (SELECT 1 FROM foojob_replicas r JOIN pg_stat_activity a ON a.pid 
 
 -- name: report_missed
 -- Claim the report of a missed fire (once across replicas): only if no run claimed that instant,
--- none is under way (its instant's lock is free), and the job is neither paused nor skipping it.
+-- none is under way (its instant's lock is free), and the job is neither skipping it nor paused
+-- since before it (a pause that came after it does not make it any less missed).
 INSERT INTO foojob_missed (job, scheduled_for, reason, fires)
 SELECT $1, $2, $3, $4
 WHERE NOT EXISTS (SELECT 1 FROM foojob_runs WHERE job = $1 AND scheduled_for = $2)
   AND NOT EXISTS (SELECT 1 FROM foojob_job_state
-                  WHERE job = $1 AND (skip_next = $2 OR (paused AND (resume_at IS NULL OR resume_at > now()))))
+                  WHERE job = $1 AND (skip_next = $2 OR (paused AND (resume_at IS NULL OR resume_at > now())
+                                                         AND coalesce(paused_at <= $2, true))))
   AND pg_try_advisory_xact_lock(7263521, hashtext($1 || ' ' || extract(epoch FROM $2::timestamptz)::text))
 ON CONFLICT (job, scheduled_for) DO NOTHING
 RETURNING job;
 
+-- name: lock_outage_fires
+-- The instants of job $1 among $2 whose lock this transaction takes: not a fire being run now (a
+-- standby taking it over holds its instant's lock). A statement of its own, before
+-- claim_outage_fires, so that the claim's snapshot sees a run that committed meanwhile.
+SELECT at FROM unnest($2::timestamptz[]) AS at
+WHERE pg_try_advisory_xact_lock(7263521, hashtext($1 || ' ' || extract(epoch FROM at)::text));
+
 -- name: claim_outage_fires
--- The fires of job $1 that no replica ran while the database was unreachable ($2), each claimed
--- once across replicas (every replica saw the outage; whichever claims a fire first reports it).
--- Back: the fires this call claimed.
+-- The fires of job $1 that no replica ran while the database was unreachable ($2, their locks held:
+-- lock_outage_fires), each claimed once across replicas (every replica saw the outage; whichever
+-- claims a fire first reports it). Back: the fires this call claimed.
 INSERT INTO foojob_missed (job, scheduled_for, reason, fires)
 SELECT $1, at, 'outage', 1 FROM unnest($2::timestamptz[]) AS at
 WHERE NOT EXISTS (SELECT 1 FROM foojob_runs WHERE job = $1 AND scheduled_for = at)
-  -- Not a fire being run now (a standby taking it over): its claim holds the instant's lock.
-  AND pg_try_advisory_xact_lock(7263521, hashtext($1 || ' ' || extract(epoch FROM at)::text))
 ON CONFLICT (job, scheduled_for) DO NOTHING
 RETURNING scheduled_for;
 

@@ -5,10 +5,12 @@
 -- claiming it), or at UNTIL with the fires still held up by a run of their job in progress.
 -- READ COMMITTED: each statement of the loop sees what committed before it.
 --   jobs, instants, versions: the fires, in order of instant (the schedule version each was armed with).
---   Back: (job, scheduled_for, waiting): waiting = false, to run now; true, still held up at UNTIL.
+--   Back: (job, scheduled_for, status): 'overdue', to run now; 'missed', due at its instant but
+--   not to run now (the job was paused, or its schedule changed, since): to report missed; 'held',
+--   still held up by a run of its job at UNTIL.
 CREATE FUNCTION foojob_standby(jobs TEXT[], instants TIMESTAMPTZ[], versions BIGINT[],
                                grace INTERVAL, until TIMESTAMPTZ)
-RETURNS TABLE (job TEXT, scheduled_for TIMESTAMPTZ, waiting BOOLEAN)
+RETURNS TABLE (job TEXT, scheduled_for TIMESTAMPTZ, status TEXT)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     n INTEGER := coalesce(array_length(instants, 1), 0);
@@ -18,6 +20,7 @@ DECLARE
     held_versions BIGINT[] := '{}';
     due_jobs TEXT[];
     due_at TIMESTAMPTZ[];
+    due_status TEXT[];
     wake TIMESTAMPTZ;
 BEGIN
     LOOP
@@ -29,29 +32,44 @@ BEGIN
             i := i + 1;
         END LOOP;
         IF cardinality(held_at) > 0 THEN
-            -- Each fire checked: claimed (a run), reported missed, or not to run (paused now or at
-            -- its instant, skipped, armed under a schedule since replaced) — done with; held up (a
-            -- run of its job is in progress: the fire waits for it, its owner runs it after) —
-            -- checked again; otherwise overdue.
-            SELECT coalesce(array_agg(c.job ORDER BY c.at, c.job) FILTER (WHERE NOT c.locked), '{}'),
-                   coalesce(array_agg(c.at ORDER BY c.at, c.job) FILTER (WHERE NOT c.locked), '{}'),
-                   coalesce(array_agg(c.job ORDER BY c.at, c.job) FILTER (WHERE c.locked), '{}'),
-                   coalesce(array_agg(c.at ORDER BY c.at, c.job) FILTER (WHERE c.locked), '{}'),
-                   coalesce(array_agg(c.version ORDER BY c.at, c.job) FILTER (WHERE c.locked), '{}')
-            INTO due_jobs, due_at, held_jobs, held_at, held_versions
+            -- Each fire checked: claimed (a run), reported missed, or no fire at its instant (paused
+            -- or skipped then, armed under a schedule replaced before it) — done with; paused or its
+            -- schedule changed since its instant — missed; held up (a run of its job is in progress:
+            -- the fire waits for it, its owner runs it after) — checked again; otherwise overdue.
+            SELECT coalesce(array_agg(c.job ORDER BY c.at, c.job) FILTER (WHERE NOT c.locked OR c.gone), '{}'),
+                   coalesce(array_agg(c.at ORDER BY c.at, c.job) FILTER (WHERE NOT c.locked OR c.gone), '{}'),
+                   coalesce(array_agg(CASE WHEN c.gone THEN 'missed' ELSE 'overdue' END ORDER BY c.at, c.job)
+                            FILTER (WHERE NOT c.locked OR c.gone), '{}'),
+                   coalesce(array_agg(c.job ORDER BY c.at, c.job) FILTER (WHERE c.locked AND NOT c.gone), '{}'),
+                   coalesce(array_agg(c.at ORDER BY c.at, c.job) FILTER (WHERE c.locked AND NOT c.gone), '{}'),
+                   coalesce(array_agg(c.version ORDER BY c.at, c.job) FILTER (WHERE c.locked AND NOT c.gone), '{}')
+            INTO due_jobs, due_at, due_status, held_jobs, held_at, held_versions
             FROM (
                 SELECT f.job, f.at, f.version, EXISTS (
                     SELECT 1 FROM pg_locks
                     WHERE locktype = 'advisory' AND granted AND classid = 7263520 AND objsubid = 2
                       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                      AND objid::bigint = (hashtext(f.job)::bigint & 4294967295)) AS locked
+                      AND objid::bigint = (hashtext(f.job)::bigint & 4294967295)) AS locked,
+                       -- Due at its instant, but no longer to run: paused since, or its schedule
+                       -- changed since (a run now would start after the change was answered).
+                       coalesce(st.paused AND (st.resume_at IS NULL OR st.resume_at > clock_timestamp()), false)
+                       OR coalesce(st.cron IS NOT NULL AND st.schedule_version <> f.version
+                                   AND st.schedule_set_at > f.at, false) AS gone
                 FROM unnest(held_jobs, held_at, held_versions) AS f (job, at, version)
                 LEFT JOIN foojob_job_state st ON st.job = f.job
                 WHERE NOT EXISTS (SELECT 1 FROM foojob_runs r WHERE r.job = f.job AND r.scheduled_for = f.at)
                   AND NOT EXISTS (SELECT 1 FROM foojob_missed m WHERE m.job = f.job AND m.scheduled_for = f.at)
-                  AND NOT coalesce(st.paused AND (st.resume_at IS NULL OR st.resume_at > clock_timestamp()), false)
                   AND st.skip_next IS DISTINCT FROM f.at
-                  AND NOT coalesce(st.cron IS NOT NULL AND st.schedule_version <> f.version, false)
+                  -- Skipped at its instant, even if another skip or an unskip came since: the
+                  -- last skip or unskip before it says.
+                  AND NOT coalesce((SELECT e.action = 'skip' AND (e.detail ->> 'skipped')::timestamptz = f.at
+                                    FROM foojob_control_events e
+                                    WHERE e.job = f.job AND e.action IN ('skip', 'unskip') AND e.at <= f.at
+                                    ORDER BY e.at DESC LIMIT 1), false)
+                  -- Armed under a schedule replaced before its instant: not a fire at all.
+                  AND NOT coalesce(st.cron IS NOT NULL AND st.schedule_version <> f.version
+                                   AND (st.schedule_set_at IS NULL OR st.schedule_set_at <= f.at), false)
+                  -- Paused at its instant (the last pause or resume before it says).
                   AND NOT coalesce((SELECT e.action = 'pause' AND (e.resume_at IS NULL OR e.resume_at > f.at)
                                     FROM foojob_control_events e
                                     WHERE e.job = f.job AND e.action IN ('pause', 'resume', 'auto-resume')
@@ -60,9 +78,9 @@ BEGIN
                   AND f.at > clock_timestamp() - interval '30 seconds'
             ) AS c;
             IF cardinality(due_at) > 0 OR clock_timestamp() >= until THEN
-                RETURN QUERY SELECT d.job, d.at, false FROM unnest(due_jobs, due_at) AS d (job, at)
+                RETURN QUERY SELECT d.job, d.at, d.status FROM unnest(due_jobs, due_at, due_status) AS d (job, at, status)
                              UNION ALL
-                             SELECT h.job, h.at, true FROM unnest(held_jobs, held_at) AS h (job, at);
+                             SELECT h.job, h.at, 'held' FROM unnest(held_jobs, held_at) AS h (job, at);
                 RETURN;
             END IF;
         END IF;
