@@ -141,9 +141,10 @@ class Standby:
                 # standby's: every fire is tried here until a run is recorded again, and the fires
                 # this wait had not checked yet are counted with the outage's. (Checked: those whose
                 # grace ended while it went on — an overdue one returns at once — but the ones held
-                # up by a run in progress, which their owner has.)
+                # up by a run in progress: that run went with the database; make chaos, seed 931326542.)
                 checked_until = max(waiting_since, datetime.now(UTC) - timedelta(seconds=1))
-                unchecked = [at for _, at, _ in new if at + GRACE > checked_until]
+                unchecked = [at for _, at, _ in self._held] + \
+                            [at for _, at, _ in new if at + GRACE > checked_until]
                 self._unreachable(min(unchecked, default=checked_until))
                 log.warning("standing by for the other replicas' fires: %s; again in 2 s", exc)
                 self._after, self._held = datetime.now(UTC), []
