@@ -31,7 +31,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -57,9 +57,15 @@ Watch = Callable[[list[str], list[datetime], list[int], timedelta, datetime], Aw
 Unreachable = Callable[[datetime], None]
 
 
+class Missed(Protocol):
+    """Watcher.missed: fires to report missed, once across replicas."""
+
+    def __call__(self, job: str, instants: list[datetime], reason: str, *, at_once: bool = False) -> None: ...
+
+
 class Standby:
     def __init__(self, scheduler: Scheduler, watch: Watch, unreachable: Unreachable,
-                 connections: Callable[[], int], missed: Callable[[str, list[datetime], str], None]) -> None:
+                 connections: Callable[[], int], missed: Missed) -> None:
         self._scheduler = scheduler
         self._watch = watch
         self._unreachable = unreachable
@@ -166,7 +172,7 @@ class Standby:
             if row["status"] == "missed":  # its owner did not run it, and now it must not run: told
                 self._missed(row["job"], [row["scheduled_for"]],
                              "its replica was down or frozen, and the job was paused or its schedule changed "
-                             "before another replica could run it")
+                             "before another replica could run it", at_once=True)
         for row in overdue:
             log.warning("fire of %s for %s taken over: unclaimed %.1f s after its instant (its replica is "
                         "down or frozen)", row["job"], row["scheduled_for"].isoformat(), GRACE.total_seconds(),

@@ -66,10 +66,11 @@ class Watcher:
     def state_changed(self, state: JobState) -> None:
         self._paused[state.job] = state.paused
 
-    def missed(self, job: str, instants: list[datetime], reason: str) -> None:
-        """Fires of ``job`` this process did not run; reported if no replica did."""
+    def missed(self, job: str, instants: list[datetime], reason: str, *, at_once: bool = False) -> None:
+        """Fires of ``job`` this process did not run; reported if no replica did — once they are
+        FOOJOB_LATE_AFTER late, or ``at_once`` (known missed for good: nothing may run them now)."""
         if instants:
-            self._tasks.spawn(self._report(job, sorted(instants), reason))
+            self._tasks.spawn(self._report(job, sorted(instants), reason, at_once))
 
     def unreachable(self, job: str, trigger: Trigger, scheduled_for: datetime | None, error: str) -> None:
         if self._outage_since is None:
@@ -102,8 +103,8 @@ class Watcher:
 
     # -- reports ----------------------------------------------------------------------------
 
-    async def _report(self, job: str, instants: list[datetime], reason: str) -> None:
-        due = instants[-1] + self._late_after
+    async def _report(self, job: str, instants: list[datetime], reason: str, at_once: bool = False) -> None:
+        due = instants[-1] + (timedelta(0) if at_once else self._late_after)
         wait = max((due - datetime.now(UTC)).total_seconds(), SETTLE_S)
         await asyncio.sleep(wait)
         if len(instants) == 1:
