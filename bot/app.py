@@ -477,7 +477,7 @@ async def serve(settings: Settings) -> int:
             scheduler.start()
             standby = Standby(scheduler, core.control.standby_watch, watcher.suspect,  # the others' fires
                               lambda: usable(core.pool), watcher.missed)
-            on_refused(core.pool, scheduler.on_change)
+            on_refused(core.pool, standby.redraw)
             scheduler.try_every_fire(lambda: watcher.outage or standby.unable)
             standby.start()
             stack.push_async_callback(standby.stop)

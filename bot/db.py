@@ -76,11 +76,15 @@ class _Gate:
         self._said_at = -math.inf
         self._free = asyncio.Condition()
 
+    def current(self) -> int:
+        """The cap now: back to the full size a minute after the last refusal."""
+        if self.cap < self.size and asyncio.get_running_loop().time() - self.refused_at >= GROW_BACK_S:
+            self.cap = self.size
+        return self.cap
+
     async def enter(self) -> None:
-        loop = asyncio.get_running_loop()
         async with self._free:
-            if self.cap < self.size and loop.time() - self.refused_at >= GROW_BACK_S:
-                self.cap = self.size
+            self.current()
             try:
                 await self._free.wait_for(lambda: self.out < self.cap)
             except asyncio.CancelledError:
@@ -124,10 +128,7 @@ def _gate(pool: asyncpg.Pool) -> _Gate:
 def usable(pool: asyncpg.Pool) -> int:
     """How many of the pool's connections may be out at once now: its size, or fewer while the
     server refuses more (:class:`_Gate`)."""
-    gate = _gate(pool)
-    if gate.cap < gate.size and asyncio.get_running_loop().time() - gate.refused_at >= GROW_BACK_S:
-        return gate.size
-    return gate.cap
+    return _gate(pool).current()
 
 
 def on_refused(pool: asyncpg.Pool, told: Callable[[], None]) -> None:

@@ -90,10 +90,15 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
         stand by (too few connections: bot.standby); the claim keeps each fire to one run."""
         return self.everyone() or owner(self.positions.get(job, 0), self.replicas) == self.rank
 
+    def _runs_here(self, job: str, scheduled_for: datetime) -> bool:
+        """Whether this fire is launched here: an automatic-resume timer (each replica runs its own),
+        a fire taken over (:meth:`take_over`), or one of the jobs this replica runs (:meth:`owns`)."""
+        return job.startswith("auto-resume:") or (job, scheduled_for) in self._taken or self.owns(job)
+
     def _launch_batch(self) -> None:
         """Launch the fires due together that this replica owns; the others are their owners' to
-        run. A replica stands by for them (bot.standby): one that is still unclaimed two seconds
-        after its instant — its owner died or froze — is handed back here (:meth:`take_over`).
+        run. A replica stands by for them (bot.standby): one that is still unclaimed 2.5 s after
+        its instant — its owner died or froze — is handed back here (:meth:`take_over`).
         (The automatic-resume timers are not shared: each replica runs its own at once, and the
         database keeps them to one resume.)"""
         batch, self._batch = sorted(self._batch, key=lambda fire: fire[0].id), []
@@ -102,8 +107,7 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
             return
         for fire in batch:
             job, scheduled_for, _ = fire
-            if (job.id.startswith("auto-resume:") or (job.id, scheduled_for) in self._taken
-                    or self.owns(job.id)):
+            if self._runs_here(job.id, scheduled_for):
                 self._taken.discard((job.id, scheduled_for))
                 self._launch(*fire)
             else:
@@ -113,7 +117,7 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
                     self._launch(*waiting)
 
     def take_over(self, job: Any, scheduled_for: datetime) -> None:
-        """Run a fire this replica does not own: still unclaimed two seconds after its instant
+        """Run a fire this replica does not own: still unclaimed 2.5 s after its instant
         (bot.standby). As a fire handed over by APScheduler is: one fire of a job at a time here."""
         with self._lock:
             self._instances[job.id] += 1  # answered once, as a submission is (BaseExecutor)
@@ -157,8 +161,7 @@ class FireExecutor(BaseExecutor):  # type: ignore[misc]
             self._batch.append((job, scheduled_for, args))
             self._deferred.add(job.id)
             return
-        if not (job.id.startswith("auto-resume:") or (job.id, scheduled_for) in self._taken
-                or self.owns(job.id)):
+        if not self._runs_here(job.id, scheduled_for):
             # Another replica's to run (its run waits for this one's end there); nothing kept here.
             self._loop.call_soon(self._run_job_success, job.id, [])
             return
@@ -291,7 +294,7 @@ class Scheduler:
         return fires, until
 
     def take_over(self, job: str, scheduled_for: datetime) -> None:
-        """Run another replica's fire, still unclaimed two seconds after its instant (bot.standby)."""
+        """Run another replica's fire, still unclaimed 2.5 s after its instant (bot.standby)."""
         armed = self._aps.get_job(job)
         if armed is not None and self._aps.running:
             self._executor.take_over(armed, scheduled_for)

@@ -78,6 +78,11 @@ class Standby:
         self._task: asyncio.Task[None] | None = None
         scheduler.on_change = self._changed.set
 
+    def redraw(self) -> None:
+        """Something this replica stands by on changed (the server refused a connection): the
+        window in progress is cut short and drawn again."""
+        self._changed.set()
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="standby")
 
@@ -174,11 +179,8 @@ class Standby:
                              "its replica was down or frozen, and the job was paused or its schedule changed "
                              "before another replica could run it", at_once=True)
         for row in overdue:
-            log.warning("fire of %s for %s taken over: unclaimed %.1f s after its instant (its replica is "
-                        "down or frozen)", row["job"], row["scheduled_for"].isoformat(), GRACE.total_seconds(),
-                        extra={"job": row["job"], "trigger": "schedule", "status": "taken-over",
-                               "scheduled_for": row["scheduled_for"].isoformat()})
-            self._scheduler.take_over(row["job"], row["scheduled_for"])
+            self._take_over(row["job"], row["scheduled_for"], logging.WARNING, f"unclaimed {GRACE.total_seconds():.1f} "
+                            "s after its instant (its replica is down or frozen)")
 
     def _rescue(self) -> None:
         """After a change cut a window short: its fires still in their grace that this replica now
@@ -188,10 +190,12 @@ class Standby:
         now = datetime.now(UTC)
         for job, at, _ in cancelled:
             if now - GRACE - timedelta(seconds=1) < at <= now and self._scheduler.runs_itself(job):
-                log.info("fire of %s for %s taken over: the replicas up changed during its grace", job,
-                         at.isoformat(), extra={"job": job, "trigger": "schedule", "status": "taken-over",
-                                                "scheduled_for": at.isoformat()})
-                self._scheduler.take_over(job, at)
+                self._take_over(job, at, logging.INFO, "the replicas up changed during its grace")
+
+    def _take_over(self, job: str, at: datetime, level: int, why: str) -> None:
+        log.log(level, "fire of %s for %s taken over: %s", job, at.isoformat(), why,
+                extra={"job": job, "trigger": "schedule", "status": "taken-over", "scheduled_for": at.isoformat()})
+        self._scheduler.take_over(job, at)
 
     async def _wait(self, fires: list[Fire], until: datetime) -> list[Any] | None:
         """The watch statement's rows, or None when a change came first (the statement cancelled)."""

@@ -137,12 +137,12 @@ class Watcher:
             quiet = told and self.speaker and not missed_any
             return back_message(since, until, {}, self._tz) if quiet else None
 
+        counted_from = min(since, missed_from or since)
         try:
-            claimed = await self._control.claim_outage(min(since, missed_from or since) - timedelta(seconds=1), until,
-                                                       MAX_COUNTED, message)
+            claimed = await self._control.claim_outage(counted_from - timedelta(seconds=1), until, MAX_COUNTED, message)
         except DatabaseUnavailable:
             self._outage_since, self._outage_told = since, told  # not back after all
-            self._missed_from = min(self._missed_from or missed_from or since, missed_from or since)
+            self._missed_from = min(self._missed_from or counted_from, counted_from)
             return
         log.warning("the database is back after %.0f s; fires missed meanwhile, reported here: %s",
                     (until - since).total_seconds(), claimed)

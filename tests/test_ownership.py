@@ -41,6 +41,13 @@ async def all_know_each_other(db: asyncpg.Connection, n: int) -> None:
     await wait_until(known, timeout=30, message=f"{n} replicas to count each other")
 
 
+async def replicas_up(spawn: Spawner, db: asyncpg.Connection, n: int, **env: str) -> list[Service]:
+    """``n`` replicas started, each counting the ``n``."""
+    replicas = await start_all(spawn, n, **env)
+    await all_know_each_other(db, n)
+    return replicas
+
+
 async def mid_second() -> datetime:
     """Sleep to the middle of a second (between two fires: no run under way); the time then."""
     await asyncio.sleep(1.5 - datetime.now(UTC).timestamp() % 1)
@@ -68,8 +75,7 @@ async def test_three_replicas_run_each_fire_once_at_the_cost_of_one(spawn: Spawn
                                                                    db: asyncpg.Connection) -> None:
     # The owner claims and runs; the two others stand by, one statement a minute each (bot/standby.py):
     # transactions per fire, heartbeats included, within 1.2 + 0.1 a replica (SPEC.md, Version 3).
-    replicas = await start_all(spawn, 3, DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND, FOOJOB_NOTIFY="failures")
-    await all_know_each_other(db, 3)
+    replicas = await replicas_up(spawn, db, 3, DATABASE_URL=db_url, FOOJOB_CRON=EVERY_SECOND, FOOJOB_NOTIFY="failures")
     # Start-up's own work (migrations, the first retention pass) reaches pg_stat_database within 10 s.
     await asyncio.sleep(11)
     name = await db.fetchval("SELECT current_database()")
@@ -107,8 +113,7 @@ async def test_each_replica_frozen_in_turn_loses_no_fire_and_none_is_over_3_s_la
     # it takes its job back and runs none of those again.
     env = {"DATABASE_URL": db_url, "FOOJOB_CRON": EVERY_SECOND, "FOOJOB_NOTIFY": "failures",
            "FOOJOB_JOBS_DIR": jobs_dir(tmp_path, 2)}
-    replicas = await start_all(spawn, 3, **env)
-    await all_know_each_other(db, 3)
+    replicas = await replicas_up(spawn, db, 3, **env)
     start = await mid_second()
     for replica in replicas:
         replica.proc.send_signal(signal.SIGSTOP)
@@ -141,8 +146,7 @@ async def test_a_replica_killed_and_one_started_lose_and_double_nothing(
     # theirs is claimed once.
     env = {"DATABASE_URL": db_url, "FOOJOB_CRON": EVERY_SECOND, "FOOJOB_NOTIFY": "failures",
            "FOOJOB_JOBS_DIR": jobs_dir(tmp_path, 4)}
-    replicas = await start_all(spawn, 3, **env)
-    await all_know_each_other(db, 3)
+    replicas = await replicas_up(spawn, db, 3, **env)
     start = await mid_second()
     replicas[1].proc.kill()
     replicas[1].proc.wait()
@@ -167,8 +171,7 @@ async def test_a_burst_of_50_jobs_on_3_replicas_holds_at_most_20_connections(
     # whatever the burst — a 20-connection plan holds it (docs/operations.md, sizing the pool).
     env = {"DATABASE_URL": db_url, "FOOJOB_CRON": "*/2 * * * * *", "FOOJOB_NOTIFY": "failures",
            "FOOJOB_JOBS_DIR": jobs_dir(tmp_path, 49, "*/2 * * * * *")}
-    replicas = await start_all(spawn, 3, **env)
-    await all_know_each_other(db, 3)
+    replicas = await replicas_up(spawn, db, 3, **env)
     name = await db.fetchval("SELECT current_database()")
     most = 0
     start = await mid_second()
@@ -197,8 +200,7 @@ async def test_a_fire_its_owner_left_is_reported_missed_when_a_pause_came_in_its
     # is neither run nor forgotten: it is reported missed, once.
     env = {"DATABASE_URL": db_url, "FOOJOB_CRON": EVERY_SECOND, "FOOJOB_NOTIFY": "failures",
            "FOOJOB_LATE_AFTER": "1s"}
-    replicas = await start_all(spawn, 2, **env)
-    await all_know_each_other(db, 2)
+    replicas = await replicas_up(spawn, db, 2, **env)
     await asyncio.sleep(2)
     last = await db.fetchval("SELECT max(id) FROM foojob_runs WHERE trigger = 'schedule'")
     [owner] = [r for r in replicas if f"run {last} of foo (schedule" in r.stderr()]
