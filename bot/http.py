@@ -92,6 +92,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error(409, str(exc))
     except DatabaseUnavailable as exc:
         return error(503, str(exc))
+    except ConnectionResetError:  # aiohttp's "Connection lost" while the body is read: nothing was done
+        log.info("%s %s: the client went away before its request was read", request.method, request.path)
+        return error(400, "the request was cut short")
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
         return error(500, "internal error (see the service's log)")

@@ -104,6 +104,26 @@ async def test_bad_requests_get_4xx_json_and_change_nothing(spawn, db_url: str, 
     assert "Traceback" not in svc.stderr()
 
 
+async def test_a_client_that_goes_away_mid_body_changes_nothing_and_logs_no_traceback(  # type: ignore[no-untyped-def]
+        spawn, db_url: str, http: aiohttp.ClientSession) -> None:
+    # Found outside the tests: a body cut short by the client was logged as an unexpected error.
+    svc: Service = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON).started()
+    port = int(svc.url.rsplit(":", 1)[1])
+    for path in ("/pause", "/schedule"):
+        method = "POST" if path == "/pause" else "PUT"
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     "Content-Length: 100\r\n\r\n{".encode())
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.close()
+        await writer.wait_closed()
+    await svc.wait_log("went away before its request was read", count=2)
+    status, st = await get_json(http, "GET", f"{svc.url}/status")
+    assert status == 200 and st["paused"] is False
+    assert "Traceback" not in svc.stderr()
+
+
 async def test_two_run_nows_at_once_one_runs_the_other_gets_409(spawn, db_url: str,  # type: ignore[no-untyped-def]
                                                                 http: aiohttp.ClientSession) -> None:
     svc: Service = await spawn(DATABASE_URL=db_url, FOOJOB_CRON=NEVER_SOON).started()
