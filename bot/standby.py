@@ -193,7 +193,9 @@ class Standby:
                 self._take_over(job, at, logging.INFO, "the replicas up changed during its grace")
 
     def _take_over(self, job: str, at: datetime, level: int, why: str) -> None:
-        log.log(level, "fire of %s for %s taken over: %s", job, at.isoformat(), why,
+        # Every standby that saw it says so; the first to claim it runs it (the run's own line says which).
+        log.log(level, "fire of %s for %s taken over (if no other standby claims it first): %s", job,
+                at.isoformat(), why,
                 extra={"job": job, "trigger": "schedule", "status": "taken-over", "scheduled_for": at.isoformat()})
         self._scheduler.take_over(job, at)
 
